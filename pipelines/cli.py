@@ -1,0 +1,30 @@
+"""The ``producer-batch`` command line.
+
+Each command family lives in its own module and is mounted here, so this file
+stays an index of what the CLI offers.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="producer-batch",
+    help="Batch music generation with the Producer API: workers, limits, emulator, batches.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _mount() -> None:
+    # Imported here so `producer-batch --help` stays fast and an optional family
+    # that fails to import names itself in the error.
+    from pipelines import cli_emulator
+
+    cli_emulator.register(app)
+
+
+def main() -> None:
+    """Console entry point."""
+    _mount()
+    app()

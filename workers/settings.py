@@ -1,0 +1,70 @@
+"""Settings read from the environment, once, at the edge.
+
+Every variable has the ``PRODUCER_`` prefix except ``REDIS_URL``, which is the
+name the rest of the Redis ecosystem uses. Build one :class:`Settings` with
+:func:`get_settings` and pass it (or the values it holds) down; nothing below
+this module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_URL = "https://api.acedata.cloud"
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of workers, poller, receiver and CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="PRODUCER_", extra="ignore")
+
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the Producer API; unset means use the emulator."
+    )
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="Producer API base URL.")
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "PRODUCER_REDIS_URL"),
+        description="Redis for broker, results, ledger and limiter; unset starts an embedded server.",
+    )
+    broker_url: str | None = Field(
+        default=None, description="Optional separate Celery broker (e.g. amqp:// RabbitMQ)."
+    )
+    storage_url: str = Field(
+        default="file://./producer-results",
+        description="Where artifacts go: file://DIR, s3://BUCKET/PREFIX or memory://.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None, description="Endpoint of an S3-compatible store (MinIO, R2 ...)."
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="Public URL of the callback receiver; unset means completion by polling only.",
+    )
+    callback_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for callback URLs (random per process when unset)."
+    )
+    submit_rate_per_s: float = Field(default=1.0, gt=0, description="Ceiling of submissions/s per token.")
+    submit_burst: float = Field(default=5.0, ge=1, description="Token-bucket burst for submissions.")
+    poll_rate_per_s: float = Field(default=1.0, gt=0, description="Polls/s per token (provider: <= 1).")
+    max_in_flight: int = Field(default=5, ge=1, description="Generations in flight per token.")
+    task_deadline_s: float = Field(
+        default=1800.0, gt=0, description="Give up on a provider task after this many seconds."
+    )
+    max_artifact_bytes: int = Field(
+        default=1024 * 1024 * 1024, gt=0, description="Refuse artifacts larger than this."
+    )
+    http_timeout_s: float = Field(default=60.0, gt=0, description="Per-request HTTP timeout.")
+    log_json: bool | None = Field(
+        default=None, description="JSON logs; default: JSON unless stderr is a terminal."
+    )
+    log_level: str = Field(default="INFO", description="Log level.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment once."""
+    return Settings()
