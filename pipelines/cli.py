@@ -19,9 +19,10 @@ app = typer.Typer(
 def _mount() -> None:
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
-    from pipelines import cli_emulator
+    from pipelines import cli_emulator, cli_ledger, cli_limits
 
-    cli_emulator.register(app)
+    for family in (cli_emulator, cli_limits, cli_ledger):
+        family.register(app)
 
 
 def main() -> None:
