@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Batch music generation with the Producer API."""
+
+
 def _mount() -> None:
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
