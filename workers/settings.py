@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = Field(
         default=None, description="Endpoint of an S3-compatible store (MinIO, R2 ...)."
     )
+    s3_copy_if_not_exists: str = Field(
+        default="multipart",
+        description=(
+            "How the S3 store does create-only commits: 'multipart' (AWS S3, MinIO, moto) or "
+            "'header:<NAME>:<VALUE>' (e.g. R2: 'header:cf-copy-destination-if-none-match:*')."
+        ),
+    )
     public_base_url: str | None = Field(
         default=None,
         description="Public URL of the callback receiver; unset means completion by polling only.",
