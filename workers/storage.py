@@ -84,6 +84,9 @@ SIDECAR_PREFIX = ".sidecar/"
 # S3 parts must be >= 5 MiB; 8 MiB x 4 in flight bounds upload buffers to ~32 MiB.
 PART_SIZE_BYTES = 8 * 1024 * 1024
 MAX_PARTS_IN_FLIGHT = 4
+# obstore raises the builtin FileNotFoundError for a missing object, its own classes else.
+_NOT_FOUND = (NotFoundError, FileNotFoundError)
+_STORE_ERRORS = (BaseError, OSError)
 _COMPONENT = re.compile(r"[\w][\w.=+@,-]{0,199}")
 _EXTENSION = re.compile(r"[A-Za-z0-9]{1,10}")
 
@@ -231,7 +234,7 @@ class ArtifactStore:
         except AlreadyExistsError:
             self._delete_quietly(staging)
             return self._resolve_existing(stored)
-        except BaseError as exc:
+        except _STORE_ERRORS as exc:
             self._delete_quietly(staging)
             raise StorageError(f"could not commit {stored.key!r}: {exc}") from exc
         self._write_sidecar(stored)
@@ -263,7 +266,7 @@ class ArtifactStore:
         try:
             raw = obstore.get(self._store, SIDECAR_PREFIX + key + ".json").bytes()
             data = json.loads(bytes(raw))
-        except NotFoundError:
+        except _NOT_FOUND:
             return None
         return StoredObject(key, data["sha256"], int(data["size"]), data["content_type"])
 
@@ -278,7 +281,7 @@ class ArtifactStore:
 
     def _delete_quietly(self, path: str) -> None:
         # A leftover staging object is swept later; the error being raised matters more.
-        with contextlib.suppress(BaseError):
+        with contextlib.suppress(*_STORE_ERRORS):
             obstore.delete(self._store, path)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str) -> StoredObject:
@@ -295,7 +298,7 @@ class ArtifactStore:
                 raise ArtifactConflictError(
                     f"{key!r} already holds sha256 {existing}, not {stored.sha256}"
                 ) from None
-        except BaseError as exc:
+        except _STORE_ERRORS as exc:
             raise StorageError(f"could not write {key!r}: {exc}") from exc
         return stored
 
@@ -307,7 +310,7 @@ class ArtifactStore:
         """Return the whole object at ``key`` (small objects only); KeyError if missing."""
         try:
             return bytes(obstore.get(self._store, _check_key(key)).bytes())
-        except NotFoundError as exc:
+        except _NOT_FOUND as exc:
             raise KeyError(key) from exc
 
     def get_json(self, key: str) -> Any:
@@ -318,7 +321,7 @@ class ArtifactStore:
         """Whether an object exists at ``key``."""
         try:
             obstore.head(self._store, _check_key(key))
-        except NotFoundError:
+        except _NOT_FOUND:
             return False
         return True
 

@@ -113,6 +113,6 @@ def translate_error(exc: BaseException, url: str) -> ArtifactError:
         # A redirect loop or an unsupported redirect target will not fix itself.
         retryable = not isinstance(exc, httpx.TooManyRedirects | httpx.UnsupportedProtocol)
         return DownloadError(f"download of {safe_url(url)} failed: {exc!r}", retryable=retryable)
-    if isinstance(exc, BaseError):
+    if isinstance(exc, BaseError | OSError):
         return StorageError(f"object store failed while storing {safe_url(url)}: {exc}")
     return ArtifactError(f"storing {safe_url(url)} failed: {exc!r}")
