@@ -1,0 +1,1 @@
+"""One module per API family; each has a blocking and an async resource class."""
