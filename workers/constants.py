@@ -9,8 +9,29 @@ from __future__ import annotations
 
 KEY_PREFIX = "producer:"
 
-# Rate limiter (workers/ratelimit)
+# --- Rate limiter (workers/ratelimit) --------------------------------------
+# Keys: LIMITER_PREFIX + "{<token_id>}:submit|poll|leases" (braces: one cluster slot).
 LIMITER_PREFIX = KEY_PREFIX + "limit:"
+
+# Polls at 1/s with a burst of 1: never two polls of one token closer than 1 s.
+DEFAULT_POLL_BURST = 1.0
+
+# An in-flight lease lives this long unless renewed: longer than a generation
+# (1-3 min) with margin, short enough that a crashed worker's slot comes back soon.
+LEASE_TTL_S = 600.0
+
+# A task told "wait N ms" is re-published with a countdown of at most this many
+# seconds (then asks again): ETA messages are held in worker RAM and, on Redis,
+# redelivered past the visibility timeout, so they must stay short.
+MAX_REQUEUE_COUNTDOWN_S = 30.0
+
+# Spread re-published waiters by up to this fraction of their wait (no herd).
+REQUEUE_JITTER_FRACTION = 0.2
+
+# Token ids are this many hex chars of sha256(api token): the token itself never
+# reaches Redis keys, logs or CLI output.
+TOKEN_ID_HEX_CHARS = 16
+# --- end of rate limiter block -----------------------------------------------
 
 # Ledger (workers/ledger.py): one hash per step idempotency key.
 LEDGER_PREFIX = KEY_PREFIX + "ledger:"
