@@ -1,0 +1,176 @@
+"""Settings of the emulator: limits, timing, media and fault injection.
+
+One :class:`EmulatorConfig` is built at the edge (tests, the CLI) and handed to
+:func:`~producer_client.emulator.create_app`. It can be changed while the
+server runs through ``POST /_emulator/config`` (see :func:`merge_config`).
+
+Time model: ``time_scale`` multiplies every *wait* the emulator makes
+(generation time, the 504 delay, slow responses, callback delays), so
+``time_scale=0.01`` turns a 120 s generation into 1.2 s of wall clock.
+Rate limits, ``Retry-After`` and every timestamp in a response are real
+wall-clock seconds, because clients measure them with real clocks. Song
+durations (``duration``, WAV length) are emulated seconds and do not scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FaultName = Literal[
+    "api_error_500",
+    "timeout_504",
+    "malformed_body",
+    "slow_response",
+    "task_failure",
+    "task_failure_string",
+    "task_failure_partial",
+    "callback_drop",
+    "callback_duplicate",
+    "too_many_requests_429",
+    "forbidden_403",
+    "used_up_403",
+]
+"""Every fault a rule may name (the probabilities in :class:`FaultConfig` cover most)."""
+
+Probability = float
+
+
+class FaultRule(BaseModel):
+    """A deterministic fault: fire ``fault`` on requests whose body matches ``when``.
+
+    ``when`` maps body keys to the exact value they must hold, e.g.
+    ``{"title": "boom"}``. ``path`` narrows the rule to one endpoint
+    (``"/producer/audios"``); ``times`` makes it fire only for the first
+    ``times`` matching requests (``None``: every time), which is how a test
+    says "fail once, then succeed".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: dict[str, Any] = Field(default_factory=dict)
+    fault: FaultName
+    path: str | None = None
+    times: int | None = Field(default=None, ge=1)
+
+
+class FaultConfig(BaseModel):
+    """Random and rule-based failures, drawn from a RNG seeded by ``EmulatorConfig.seed``.
+
+    Probabilities are in 0..1 and are drawn per request (HTTP faults) or per
+    task (task and callback faults).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_error_500: Probability = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="500 api_error; nothing created.",
+    )
+    timeout_504: Probability = Field(0.0, ge=0, le=1, description="504 timeout after a delay.")
+    timeout_delay_s: float = Field(30.0, ge=0, description="Wait before the 504 (time-scaled).")
+    timeout_creates_task: bool = Field(
+        True, description="A 504 submission still creates and runs its task (the upstream goes on)."
+    )
+    malformed_body: Probability = Field(
+        0.0, ge=0, le=1, description="200 with a truncated JSON body; the task is created."
+    )
+    slow_probability: Probability = Field(0.0, ge=0, le=1, description="Chance of a slow reply.")
+    slow_response_s: float = Field(0.0, ge=0, description="Extra delay of a slow reply (scaled).")
+    task_failure: Probability = Field(
+        0.0, ge=0, le=1, description="Task ends with success:false, error object, data []."
+    )
+    task_failure_string: Probability = Field(
+        0.0, ge=0, le=1, description="Task ends with success:false and a bare string error."
+    )
+    task_failure_partial: Probability = Field(
+        0.0, ge=0, le=1, description="Task ends with success:false but a playable item in data."
+    )
+    callback_drop: Probability = Field(0.0, ge=0, le=1, description="Never deliver the callback.")
+    callback_duplicate: Probability = Field(0.0, ge=0, le=1, description="Deliver it twice.")
+    callback_delay_s: float = Field(0.0, ge=0, description="Wait before each delivery (scaled).")
+    endpoints: list[str] | None = Field(
+        None,
+        description="Endpoints ('audios', 'tasks' ...) random HTTP faults hit; None = all.",
+    )
+    rules: list[FaultRule] = Field(default_factory=list)
+
+
+class EmulatorConfig(BaseModel):
+    """Everything the emulator can be told; every field has a faithful default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[str] = Field(
+        default_factory=lambda: ["emulator-token"], description="Accepted bearer tokens."
+    )
+    generation_s: float = Field(40.0, ge=0, description="Mean generation time (emulated s).")
+    generation_jitter_s: float = Field(10.0, ge=0, description="Uniform +- spread around the mean.")
+    time_scale: float = Field(1.0, gt=0, description="Multiplier applied to every wait.")
+    preview_fraction: float | None = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fraction of a generation after which polls show an intermediate response "
+        "with a preview audio_url (None: no intermediate response).",
+    )
+    sample_rate: int = Field(16000, ge=8000, le=192000, description="Sample rate of served WAVs.")
+    max_render_s: float | None = Field(None, gt=0, description="Cap on rendered audio length.")
+    preview_render_s: float = Field(20.0, gt=0, description="Length of the preview WAV.")
+    song_low_s: float = Field(120.0, gt=0, description="Shortest generated song (emulated s).")
+    song_high_s: float = Field(240.0, gt=0, description="Longest generated song (emulated s).")
+    submit_rate_per_s: float | None = Field(
+        None, gt=0, description="Token bucket rate per token for audios/upload/lyrics/wav/videos."
+    )
+    submit_burst: int = Field(10, ge=1, description="Bucket size of the submit class.")
+    poll_rate_per_s: float | None = Field(1.0, gt=0, description="Token bucket rate for /tasks.")
+    poll_burst: int = Field(3, ge=1, description="Bucket size of the poll class.")
+    max_concurrency: int | None = Field(
+        5, ge=1, description="Generations in flight per token (None: unlimited)."
+    )
+    send_retry_after: bool = Field(False, description="Add Retry-After (seconds) to 429 replies.")
+    response_success_key: bool = Field(
+        True, description="Finished task records' response carries success/trace_id (CONTRACT Q4)."
+    )
+    async_reply_success: bool = Field(
+        False,
+        description="Immediate async/callback reply is {success:true, task_id, trace_id} "
+        "instead of the guide's {task_id, trace_id} (CONTRACT Q6).",
+    )
+    strict_required: bool = Field(False, description="Missing prompt/lyric -> 400 bad_request.")
+    default_model: str = Field("FUZZ-2.0", description="Model used when the request names none.")
+    callback_timeout_s: float = Field(10.0, gt=0, description="Receiver timeout (real s).")
+    upload_max_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest fetchable upload.")
+    max_tasks: int = Field(500_000, ge=1, description="Finished tasks beyond this are forgotten.")
+    request_log_size: int = Field(200_000, ge=1, description="Ring buffer of /_emulator/requests.")
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+    seed: int | None = Field(None, description="Seed of the fault/jitter/song RNGs.")
+
+    @model_validator(mode="after")
+    def _song_range(self) -> EmulatorConfig:
+        if self.song_low_s > self.song_high_s:
+            raise ValueError("song_low_s must not exceed song_high_s")
+        return self
+
+    def scaled(self, seconds: float) -> float:
+        """Real seconds to wait for ``seconds`` of emulated time."""
+        return seconds * self.time_scale
+
+
+def merge_config(current: EmulatorConfig, changes: dict[str, Any]) -> EmulatorConfig:
+    """Return ``current`` with ``changes`` applied; ``faults`` is merged key by key.
+
+    Raises ``pydantic.ValidationError`` when the result is invalid, so a bad
+    admin call leaves the running configuration untouched.
+    """
+    data = current.model_dump()
+    fault_changes = changes.get("faults")
+    data.update({k: v for k, v in changes.items() if k != "faults"})
+    if isinstance(fault_changes, dict):
+        data["faults"] = {**data["faults"], **fault_changes}
+    elif fault_changes is not None:
+        data["faults"] = fault_changes
+    return EmulatorConfig.model_validate(data)
