@@ -35,6 +35,9 @@ TOKEN_ID_HEX_CHARS = 16
 
 # Ledger (workers/ledger.py): one hash per step idempotency key.
 LEDGER_PREFIX = KEY_PREFIX + "ledger:"
+# Reverse index api task id -> ledger key, so one provider task is recorded (or adopted)
+# by at most one step.
+LEDGER_CLAIM_PREFIX = KEY_PREFIX + "ledger-claim:"
 
 # Continuations of steps waiting for the provider (workers/completion).
 INFLIGHT_PREFIX = KEY_PREFIX + "inflight:"
