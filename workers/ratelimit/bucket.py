@@ -44,6 +44,11 @@ View = Mapping[str, float]
 NO_VALUE = -1.0
 """Sentinel for "not given" in numeric script arguments (retry-after, epoch)."""
 
+CLOCK_RESOLUTION_S = 1e-6
+"""Redis ``TIME`` resolution. Tokens due within one tick count as there, so a
+caller that waits exactly the ``wait_ms`` it was told is not told "wait 1 ms"
+again because of float rounding at epoch-sized times."""
+
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
@@ -127,7 +132,7 @@ def take(state: State, defaults: Limits, cost: float, now: float) -> tuple[bool,
     tokens = tokens_at(state, limits, now)
     start = max(now, field(state, "ts"))
     state["ts"] = start
-    if tokens >= cost:
+    if tokens + current_rate(state, limits) * CLOCK_RESOLUTION_S >= cost:
         state["tokens"] = tokens - cost
         return True, 0
     state["tokens"] = tokens

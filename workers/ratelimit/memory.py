@@ -30,17 +30,28 @@ from workers.ratelimit.backend import (
 
 
 class FakeClock:
-    """A clock for tests: epoch seconds that move only when told."""
+    """A clock for tests: epoch seconds that move only when told.
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
+    It counts whole microseconds and reports ``sec + usec / 1e6``, exactly what
+    ``token_bucket.lua`` computes from Redis ``TIME``; :meth:`time` is what a
+    patched fakeredis ``TIME`` reads. So the twin and the script, driven by one
+    FakeClock, see bit-identical times.
+    """
+
+    def __init__(self, start_s: int = 1_700_000_000) -> None:
+        self.micros = start_s * 1_000_000
 
     def __call__(self) -> float:
-        return self.now
+        sec, usec = divmod(self.micros, 1_000_000)
+        return sec + usec / 1_000_000
+
+    def time(self) -> float:
+        """Seconds as ``time.time()`` would give them (for patching ``time`` modules)."""
+        return self.micros / 1_000_000
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.now += seconds
+        """Move time forward by ``seconds`` (rounded to the microsecond)."""
+        self.micros += round(seconds * 1_000_000)
 
 
 class MemoryBackend:

@@ -73,7 +73,9 @@ local function take()
   local tokens = tokens_at()
   local start = math.max(now, f('ts'))
   s.ts = start
-  if tokens >= c then
+  -- Tokens due within one clock tick (1 us) count as there: float rounding at
+  -- epoch-sized times must not turn an honoured wait into "wait 1 ms" again.
+  if tokens + current_rate() * 0.000001 >= c then
     s.tokens = tokens - c
     return 1, 0
   end
