@@ -163,7 +163,7 @@ class EmulatorState:
         self, *, task_id: str, kind: str, token: str, trace_id: str, body: dict[str, Any]
     ) -> TaskRecord:
         """Create and store a task record for an accepted request."""
-        now = time.time()
+        now = round(time.time(), 3)  # ms, as reported, so list filters compare exactly
         record = TaskRecord(
             id=task_id,
             type=kind,

@@ -183,7 +183,8 @@ def test_swap_instrumentals_keeps_the_vocals(source: SongSpec) -> None:
 def test_swap_vocals_gives_an_instrumental_song_vocals() -> None:
     plain = SongSpec.new(seed=2, duration_s=8.0, instrumental=True)
     sung = plain.swap_vocals(seed=1)
-    assert plain.instrumental and not sung.instrumental
+    assert plain.instrumental
+    assert not sung.instrumental
     assert np.any(stems(sung)["vocals.wav"] != 0)
 
 
@@ -230,12 +231,20 @@ def test_json_round_trip(source: SongSpec) -> None:
     assert render_wav(SongSpec.from_json(stored), LOW) == render_wav(spec, LOW)
 
 
+NEGATIVE = {"duration_s": -1.0, "instrumental_seed": 1, "vocals_seed": None}
+
+
 @pytest.mark.parametrize(
     "data",
-    [{}, {"version": 2, "segments": []}, {"version": 1, "segments": []},
-     {"version": 1, "segments": [{"duration_s": 1.0}]},
-     {"version": 1, "segments": [{"duration_s": -1.0, "instrumental_seed": 1, "vocals_seed": None}]}],
-)  # fmt: skip
+    [
+        {},
+        {"version": 2, "segments": []},
+        {"version": 1, "segments": []},
+        {"version": 1, "segments": [{"duration_s": 1.0}]},
+        {"version": 1, "segments": [NEGATIVE]},
+        {"version": 1, "segments": [{**NEGATIVE, "duration_s": 1.0, "crossfades": [{"x": 1}]}]},
+    ],
+)
 def test_from_json_rejects_what_is_not_a_spec(data: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         SongSpec.from_json(data)
@@ -267,12 +276,12 @@ def test_random_edit_chains_keep_what_they_keep(data: st.DataObject, seed: int) 
                         instrumental=data.draw(st.booleans()))  # fmt: skip
     before = song(spec)
     for step in range(data.draw(st.integers(1, 4))):
-        kind, a, b = data.draw(edits(round(spec.duration_s * 1000)))
+        previous = spec.duration_s
+        kind, a, b = data.draw(edits(round(previous * 1000)))
         if kind == "extend":
             spec = spec.extend(continue_at_s=a, seed=seed + step, added_s=b)
-            cut = frames(min(a, before.size / SR))
-            kept = [(0, cut)]
-            assert spec.duration_s == pytest.approx(min(a, before.size / SR) + b)
+            kept = [(0, frames(min(a, previous)))]
+            assert spec.duration_s == pytest.approx(min(a, previous) + b)
         else:
             spec = spec.replace_section(start_s=a, end_s=b, seed=seed + step)
             kept = [(0, frames(a)), (frames(b), before.size)]
@@ -343,7 +352,8 @@ class BitReader:
 def test_video_is_an_mp4_with_one_h264_intra_frame() -> None:
     data = render_video_mp4(5, duration_s=181.3)
     boxes = mp4_boxes(data)
-    assert data[4:8] == b"ftyp" and boxes["ftyp"][:4] == b"isom"
+    assert data[4:8] == b"ftyp"
+    assert boxes["ftyp"][:4] == b"isom"
     assert struct.unpack(">I", boxes["moov/mvhd"][16:20])[0] == 181300  # ms
     assert boxes["moov/trak/mdia/hdlr"][8:12] == b"vide"
     stbl = "moov/trak/mdia/minf/stbl"
@@ -352,8 +362,10 @@ def test_video_is_an_mp4_with_one_h264_intra_frame() -> None:
     offset = struct.unpack(">I", boxes[f"{stbl}/stco"][8:12])[0]
     sample = data[offset : offset + size]
     assert sample == boxes["mdat"]
-    assert struct.unpack(">I", sample[:4])[0] == size - 4 and sample[4] == 0x65
-    assert b"avcC" in boxes[f"{stbl}/stsd"] and b"\x67\x42\xc0\x1e" in boxes[f"{stbl}/stsd"]
+    assert struct.unpack(">I", sample[:4])[0] == size - 4
+    assert sample[4] == 0x65  # IDR slice NAL
+    assert b"avcC\x01\x42\xc0\x1e" in boxes[f"{stbl}/stsd"]  # Constrained Baseline, level 3
+    assert b"\x67\x42\xc0\x1e" in boxes[f"{stbl}/stsd"]  # the SPS inside it
     rbsp = sample[5:].replace(b"\x00\x00\x03", b"\x00\x00")
     bits = BitReader(rbsp)
     assert [bits.ue(), bits.ue(), bits.ue(), bits.u(4), bits.ue(), bits.u(4), bits.u(2)] == [
@@ -364,6 +376,6 @@ def test_video_is_an_mp4_with_one_h264_intra_frame() -> None:
         assert bits.ue() == 25
         bits.pos += -bits.pos % 8
         luma = rbsp[bits.pos // 8 : bits.pos // 8 + 256]
-        assert min(luma) >= 16 and max(luma) <= 235
+        assert 16 <= min(luma) <= max(luma) <= 235
         bits.pos += 384 * 8
     assert bits.bits[bits.pos :] == "10000000"  # rbsp_trailing_bits
