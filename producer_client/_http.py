@@ -258,7 +258,7 @@ def _status_error(response: httpx.Response, body: Any, token: SecretStr) -> APIS
         status_code=response.status_code,
         code=code,
         message=_scrub_text(message, token) if message else None,
-        trace_id=trace_id if isinstance(trace_id, str) else None,
+        trace_id=_scrub_text(trace_id, token) if isinstance(trace_id, str) else None,
         body=_scrub_json(body, token),
         retry_after_s=parse_retry_after(response.headers.get("retry-after")),
     )
