@@ -8,7 +8,7 @@ from typing import Any
 from producer_client._exceptions import FieldError, ParamsValidationError
 from producer_client._http import parse_as
 from producer_client.resources._base import AsyncResource, SyncResource, optional_url
-from producer_client.types.params import AudioParams, _AudioParamsBase, parse_audio_params
+from producer_client.types.params import AudioParams, BaseAudioParams, parse_audio_params
 from producer_client.types.responses import AudioResult, Submission
 
 AUDIOS_PATH = "/producer/audios"
@@ -22,7 +22,7 @@ def audio_params(params: ParamsInput) -> AudioParams:
     """A params model as is, or a mapping validated into one."""
     if isinstance(params, Mapping):
         return parse_audio_params(params)
-    if not isinstance(params, _AudioParamsBase):
+    if not isinstance(params, BaseAudioParams):
         message = "must be an audio params model or a mapping"
         raise ParamsValidationError([FieldError("params", message)])
     return params

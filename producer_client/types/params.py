@@ -92,8 +92,8 @@ Strength = Annotated[float, _IS_NUMBER, Field(ge=0.2, le=1.0, allow_inf_nan=Fals
 Seconds = Annotated[float, _IS_NUMBER, Field(ge=0.0, allow_inf_nan=False), _AS_SENT]
 
 
-class _AudioParamsBase(BaseModel):
-    """Shared behaviour: strict fields, errors as ParamsValidationError, ``to_body``."""
+class BaseAudioParams(BaseModel):
+    """Base of every params model: unknown fields forbidden, errors as ParamsValidationError."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -110,19 +110,19 @@ class _AudioParamsBase(BaseModel):
         return {"action": fields.pop("action"), "prompt": "", "lyric": "", **fields}
 
 
-class _Styled(_AudioParamsBase):
+class _Styled(BaseAudioParams):
     model: ModelName | None = None
     title: str | None = None
     seed: Seed | None = None
 
 
-class _Knobs(_AudioParamsBase):
+class _Knobs(BaseAudioParams):
     weirdness: Unit | None = None
     lyrics_strength: Unit | None = None
     sound_strength: Strength | None = None
 
 
-class _Source(_AudioParamsBase):
+class _Source(BaseAudioParams):
     audio_id: NonBlank
 
 
@@ -259,7 +259,7 @@ AudioParams = Annotated[
 ]
 """Any ``/producer/audios`` params model, discriminated by ``action``."""
 
-_BY_ACTION: dict[str, type[_AudioParamsBase]] = {
+_BY_ACTION: dict[str, type[BaseAudioParams]] = {
     _cls.model_fields["action"].default: _cls
     for _cls in (
         GenerateParams,
@@ -279,7 +279,7 @@ ACTIONS: tuple[str, ...] = tuple(_BY_ACTION)
 """Every ``action`` this client can send to ``/producer/audios``."""
 
 
-def params_model_for(action: str) -> type[_AudioParamsBase]:
+def params_model_for(action: str) -> type[BaseAudioParams]:
     """The params model of ``action``; raises ParamsValidationError for an unknown one."""
     try:
         return _BY_ACTION[action]

@@ -48,10 +48,13 @@ class TaskRecord(_Tolerant):
 
     @model_validator(mode="before")
     @classmethod
-    def _elapsed_alias(cls, body: Any) -> Any:
+    def _tolerate_drift(cls, body: Any) -> Any:
+        if not isinstance(body, dict):
+            return body
+        body = {**body, "request": body.get("request") or {}}
         # One doc version names the elapsed time "duration".
-        if isinstance(body, dict) and "elapsed" not in body and "duration" in body:
-            return {**body, "elapsed": body["duration"]}
+        if "elapsed" not in body and "duration" in body:
+            body["elapsed"] = body["duration"]
         return body
 
     @property

@@ -145,8 +145,10 @@ def test_wav_tolerates_object_data() -> None:
 
 def test_record_tolerates_doc_drift() -> None:
     rec = TaskRecord.model_validate(
-        {"id": "t", "duration": 40.06, "finished_at": "1767119785.5", "future_key": [1]}
+        {"id": "t", "duration": 40.06, "finished_at": "1767119785.5", "future_key": [1],
+         "request": None}
     )
+    assert rec.request == {}
     assert rec.elapsed == pytest.approx(40.06)
     assert rec.finished_at == pytest.approx(1767119785.5)
     assert (rec.model_extra or {})["future_key"] == [1]
