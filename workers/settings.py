@@ -65,6 +65,17 @@ class Settings(BaseSettings):
         default=1024 * 1024 * 1024, gt=0, description="Refuse artifacts larger than this."
     )
     http_timeout_s: float = Field(default=60.0, gt=0, description="Per-request HTTP timeout.")
+    visibility_timeout_s: int = Field(
+        default=1800,
+        ge=600,
+        description=(
+            "Redis broker visibility timeout: an unacknowledged message is redelivered after "
+            "this long. Must exceed the longest task body (a collect streaming a large artifact)."
+        ),
+    )
+    result_expires_s: int = Field(
+        default=86400, gt=0, description="How long Celery task results are kept in Redis."
+    )
     log_json: bool | None = Field(
         default=None, description="JSON logs; default: JSON unless stderr is a terminal."
     )

@@ -1,0 +1,134 @@
+"""The Celery app: ``celery -A workers.app worker`` / ``celery -A workers.app inspect ping``.
+
+``app = create_app(get_settings())`` is built at import from the environment and never
+connects or raises on import. URLs: the broker is ``PRODUCER_BROKER_URL`` or else
+``REDIS_URL``; the result backend is ``REDIS_URL``. With no ``REDIS_URL`` at all, a
+worker started from the ``celery`` command exits at once with a message saying to set
+``REDIS_URL`` or to use ``producer-batch run`` (which starts the embedded server and
+builds its own app with :func:`create_app`); importing stays harmless for tools.
+
+Configuration chosen, and why:
+
+=================================================  =========================================
+``task_serializer`` / ``accept_content``           JSON only: no pickle from a shared broker
+``task_acks_late`` + ``task_reject_on_worker_lost``  a task lost with its worker runs again;
+                                                   the ledger makes the rerun safe
+``worker_prefetch_multiplier = 1``                 no worker hoards messages it cannot start
+``visibility_timeout`` = 1800 s (settings)          longer than any task body: no task waits
+                                                   on the provider; the longest body is a
+                                                   ``collect`` streaming up to 1 GiB (~9 min
+                                                   at 2 MB/s). A dead machine's messages
+                                                   come back within 30 min.
+``task_time_limit`` = visibility - 300 s           so no body can outlive the visibility
+                                                   timeout and be delivered twice in parallel
+``result_expires`` = 86400 s (settings)            results are read within minutes (chains,
+                                                   ``.get()``); a day covers a long batch
+``task_track_started``                             STARTED is visible to ``status`` commands
+``broker_connection_retry_on_startup``             a worker waits for Redis instead of dying
+``worker_cancel_long_running_tasks_on_connection_loss``  a task whose ack was lost with the
+                                                   connection is redelivered anyway; cancel it
+=================================================  =========================================
+
+Task modules: every module in ``workers/tasks/`` is imported at worker start (listed
+with :mod:`pkgutil`, so new modules need no registration). Logging: the
+``setup_logging`` signal calls :func:`workers.logging.configure_logging` (Celery then
+leaves logging alone) and each task's id and name are bound to its log lines.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from typing import Any
+
+from celery import Celery, signals
+
+from workers.logging import (
+    bind_task_context,
+    clear_task_context,
+    configure_logging,
+    register_secret,
+)
+from workers.settings import Settings, get_settings
+
+__all__ = ["MISSING_REDIS_MESSAGE", "app", "create_app"]
+
+MISSING_REDIS_MESSAGE = (
+    "No Redis configured for the Producer workers: set REDIS_URL (e.g. "
+    "REDIS_URL=redis://127.0.0.1:6379/0) and start the worker again, or use "
+    "`producer-batch run`, which starts an embedded Redis for you."
+)
+# Margin between the hard task time limit and the broker's visibility timeout.
+_TIME_LIMIT_MARGIN_S = 300
+_logging_options: dict[str, Any] = {"json": None, "level": "INFO"}
+
+
+def task_modules() -> tuple[str, ...]:
+    """Return ``workers.tasks`` and every module inside it (none is imported here)."""
+    import workers.tasks as package
+
+    found = pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    return (package.__name__, *sorted(module.name for module in found))
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Return the Celery configuration for ``settings`` (see the module docstring)."""
+    return {
+        "broker_url": settings.broker_url or settings.redis_url,
+        "result_backend": settings.redis_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "task_time_limit": settings.visibility_timeout_s - _TIME_LIMIT_MARGIN_S,
+        "result_expires": settings.result_expires_s,
+        "task_track_started": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "imports": task_modules(),
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """Build the Celery app for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    celery_app = Celery("producer")
+    celery_app.conf.update(celery_config(settings))
+    _logging_options.update(json=settings.log_json, level=settings.log_level)
+    register_secret(settings.api_token)
+    register_secret(settings.callback_secret)
+    return celery_app
+
+
+def _setup_logging(**_: Any) -> None:
+    # Connecting any receiver here stops Celery from installing its own handlers.
+    configure_logging(json=_logging_options["json"], level=_logging_options["level"])
+
+
+def _require_redis(conf: Any = None, **_: Any) -> None:
+    # SystemExit passes through Celery's signal dispatch (it catches Exception only),
+    # so the worker stops before it tries the default amqp://localhost broker.
+    if conf is not None and not (conf.broker_url and conf.result_backend):
+        raise SystemExit(MISSING_REDIS_MESSAGE)
+
+
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    # Pool threads run many tasks in turn: start each from a clean context.
+    clear_task_context()
+    bind_task_context(task_id=task_id, task=getattr(task, "name", None))
+
+
+def _unbind_task(**_: Any) -> None:
+    clear_task_context()
+
+
+signals.setup_logging.connect(_setup_logging, weak=False)
+signals.celeryd_init.connect(_require_redis, weak=False)
+signals.task_prerun.connect(_bind_task, weak=False)
+signals.task_postrun.connect(_unbind_task, weak=False)
+
+app = create_app()
