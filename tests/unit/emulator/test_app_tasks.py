@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +27,10 @@ __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 AUDIOS_API_ID = "01d96900-9f8c-41d7-814c-95c7a885ba61"
 
 
-def tasks(api: httpx.Client, **body: object) -> dict[str, object]:
+def tasks(api: httpx.Client, **body: object) -> dict[str, Any]:
     reply = api.post("/producer/tasks", json=body)
     assert reply.status_code == 200, reply.text
-    result: dict[str, object] = reply.json()
+    result: dict[str, Any] = reply.json()
     return result
 
 
@@ -83,7 +84,7 @@ def test_running_record_then_finished_record(emu: EmulatorServer, api: httpx.Cli
     assert "/media/preview/" not in final["audio_url"]
 
 
-def _wait_for_preview(api: httpx.Client, task_id: str) -> dict[str, object]:
+def _wait_for_preview(api: httpx.Client, task_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         record = retrieve(api, task_id)
@@ -114,7 +115,7 @@ def test_retrieve_batch_by_ids_keeps_order_and_skips_unknown(api: httpx.Client) 
     first = submit_async(api, action="generate", prompt="a")
     second = submit_async(api, action="generate", prompt="b")
     result = tasks(api, action="retrieve_batch", ids=[second, "unknown", first])
-    assert [r["id"] for r in result["items"]] == [second, first]  # type: ignore[union-attr]
+    assert [r["id"] for r in result["items"]] == [second, first]
     assert result["count"] == 2
     assert tasks(api, action="retrieve_batch", ids=[]) == {"items": [], "count": 0}
 
@@ -125,18 +126,18 @@ def test_retrieve_batch_without_ids_lists_this_tokens_tasks(
     ids = [submit_async(api, action="generate", prompt=str(i)) for i in range(5)]
     lyrics = api.post("/producer/lyrics", json={"prompt": "winter"}).json()["task_id"]
     listing = tasks(api, action="retrieve_batch")
-    assert [r["id"] for r in listing["items"]] == [lyrics, *reversed(ids)]  # type: ignore[union-attr]
+    assert [r["id"] for r in listing["items"]] == [lyrics, *reversed(ids)]
     assert listing["count"] == 6
 
     page = tasks(api, action="retrieve_batch", type="audios", limit=2, offset=1)
-    assert [r["id"] for r in page["items"]] == [ids[3], ids[2]]  # type: ignore[union-attr]
+    assert [r["id"] for r in page["items"]] == [ids[3], ids[2]]
     assert page["count"] == 5
 
     created = [retrieve(api, task_id)["created_at"] for task_id in ids]
     window = tasks(
         api, action="retrieve_batch", created_at_min=created[1], created_at_max=created[3]
     )
-    assert {r["id"] for r in window["items"]} == set(ids[1:4])  # type: ignore[union-attr]
+    assert {r["id"] for r in window["items"]} == set(ids[1:4])
 
     with client_for(emu, OTHER_TOKEN) as other:
         assert tasks(other, action="retrieve_batch") == {"items": [], "count": 0}
