@@ -31,7 +31,12 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     callbacks = CallbackSender(state)
     gateway = Gateway(state, Runner(state, callbacks), callbacks)
     media = MediaRoutes(state)
-    admin = AdminRoutes(state, on_reset=media.clear)
+
+    def on_reset() -> None:
+        media.clear()
+        callbacks.cancel_pending()
+
+    admin = AdminRoutes(state, on_reset=on_reset)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -65,10 +65,14 @@ class CallbackSender:
             self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         return self._client
 
+    def cancel_pending(self) -> None:
+        """Cancel deliveries not yet made (a reset must not leak into the next run)."""
+        for task in self._tasks:
+            task.cancel()
+
     async def aclose(self) -> None:
         """Cancel pending deliveries and close the HTTP client (server shutdown)."""
-        for task in list(self._tasks):
-            task.cancel()
+        self.cancel_pending()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()

@@ -8,6 +8,7 @@ no test ever touches the server's state from the wrong thread.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -83,6 +84,9 @@ class EmulatorServer:
     def stop(self) -> None:
         """Stop the server and join its thread (idempotent)."""
         if self._admin is not None:
+            # Answers held sync requests (500) so shutdown needs no grace period.
+            with contextlib.suppress(httpx.HTTPError):
+                self._admin.post("/_emulator/reset", json={"keep_config": True})
             self._admin.close()
             self._admin = None
         if self._server is None or self._thread is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producer_client.emulator.config import EmulatorConfig
+from producer_client.emulator.errors import ApiError
 from producer_client.emulator.faults import FaultInjector
 from producer_client.emulator.limits import InFlight, RateLimiter
 from producer_client.emulator.media import SongSpec
@@ -136,7 +137,9 @@ class EmulatorState:
         for handle in self.timers.values():
             handle.cancel()
         for waiter in self.waiters.values():
-            waiter.cancel()
+            # A held sync request answers 500 rather than dying with its connection.
+            if not waiter.done():
+                waiter.set_exception(ApiError("api_error", "The emulator was reset."))
         self._fresh(self.config if keep_config else self.initial_config)
 
     # -- randomness ----------------------------------------------------------------
