@@ -1,6 +1,6 @@
 """``/_emulator/...``: admin endpoints for tests and benchmarks (no auth).
 
-* ``GET  /_emulator/counters``  totals (see ``EmulatorState.counters_json``)
+* ``GET  /_emulator/counters[?fingerprints=false]``  totals (see ``EmulatorState.counters_json``)
 * ``GET  /_emulator/requests?since=T``  ``[{t, path, status, token_hash}]`` of
   ``/producer/...`` requests with ``t >= T`` (epoch s), oldest first
 * ``GET  /_emulator/config``  the running configuration
@@ -32,8 +32,9 @@ class AdminRoutes:
         self._on_reset = on_reset
 
     async def counters(self, request: Request) -> JSONResponse:
-        """All counters."""
-        return JSONResponse(self._state.counters_json())
+        """All counters (``?fingerprints=false`` omits the per-fingerprint map)."""
+        fingerprints = request.query_params.get("fingerprints", "true").lower() != "false"
+        return JSONResponse(self._state.counters_json(fingerprints=fingerprints))
 
     async def requests(self, request: Request) -> JSONResponse:
         """The request log since ``since`` (default: everything kept)."""

@@ -110,9 +110,10 @@ class EmulatorServer:
     ) -> None:
         self.stop()
 
-    def counters(self) -> dict[str, Any]:
-        """``GET /_emulator/counters``."""
-        return self._call("GET", "/_emulator/counters")  # type: ignore[no-any-return]
+    def counters(self, *, fingerprints: bool = True) -> dict[str, Any]:
+        """``GET /_emulator/counters`` (``fingerprints=False``: without the per-fingerprint map)."""
+        params = {} if fingerprints else {"fingerprints": "false"}
+        return self._call("GET", "/_emulator/counters", params=params)  # type: ignore[no-any-return]
 
     def requests(self, since: float = 0.0) -> list[dict[str, Any]]:
         """``GET /_emulator/requests?since=...``: the request log from ``since`` (epoch s)."""

@@ -218,12 +218,18 @@ class EmulatorState:
         """Append one producer request to the bounded log."""
         self.requests.append((time.time(), path, status, token_hash(token)))
 
-    def counters_json(self) -> dict[str, Any]:
-        """The counters as the admin endpoint reports them."""
+    def counters_json(self, *, fingerprints: bool = True) -> dict[str, Any]:
+        """The counters as the admin endpoint reports them.
+
+        ``submissions_duplicated`` is the number of fingerprints submitted more
+        than once; ``fingerprints=False`` leaves out the (large) per-fingerprint map.
+        """
         c = self.counters
+        by_fingerprint = c.submissions_by_fingerprint
         return {
             "submissions_total": c.submissions_total,
-            "submissions_by_fingerprint": dict(c.submissions_by_fingerprint),
+            "submissions_duplicated": sum(1 for n in by_fingerprint.values() if n > 1),
+            **({"submissions_by_fingerprint": dict(by_fingerprint)} if fingerprints else {}),
             "submissions_by_endpoint": dict(c.submissions_by_endpoint),
             "rejected_429": {k: c.rejected_429[k] for k in ("submit", "poll", "concurrency")},
             "errors_by_code": dict(c.errors_by_code),

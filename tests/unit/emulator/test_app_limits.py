@@ -123,6 +123,8 @@ def test_fingerprint_counts_ignore_transport_keys(emu: EmulatorServer, api: http
     submit_async(api, **body)
     counters = emu.counters()
     assert counters["submissions_by_fingerprint"] == {request_fingerprint(body): 2}
+    assert counters["submissions_duplicated"] == 1
+    assert "submissions_by_fingerprint" not in emu.counters(fingerprints=False)
     assert counters["submissions_by_endpoint"] == {"audios": 2}
     assert counters["tasks_total"] == 2
 
