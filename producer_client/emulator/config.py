@@ -146,7 +146,9 @@ class EmulatorConfig(BaseModel):
     upload_max_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest fetchable upload.")
     max_tasks: int = Field(500_000, ge=1, description="Finished tasks beyond this are forgotten.")
     request_log_size: int = Field(200_000, ge=1, description="Ring buffer of /_emulator/requests.")
-    faults: FaultConfig = Field(default_factory=FaultConfig)
+    faults: FaultConfig = Field(
+        default_factory=FaultConfig, description="Random and rule-based fault injection."
+    )
     seed: int | None = Field(None, description="Seed of the fault/jitter/song RNGs.")
 
     @model_validator(mode="after")
