@@ -82,12 +82,12 @@ class HashingBody:
         self._max_bytes = max_bytes
         self.sha256 = hashlib.sha256()
         self.size = 0
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._chunks()
-        except BaseException as exc:
+        except Exception as exc:  # not GeneratorExit: that is the store closing us early
             self.error = exc
             raise
 
