@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     result_expires_s: int = Field(
         default=86400, gt=0, description="How long Celery task results are kept in Redis."
     )
+    poll_first_after_s: float = Field(
+        default=10.0, gt=0, description="First poll of a submitted task after this many seconds."
+    )
+    poll_max_interval_s: float = Field(
+        default=30.0, gt=0, description="Longest gap between two polls of one running task."
+    )
+    poll_batch_size: int = Field(
+        default=50, ge=1, le=500, description="Task ids asked about in one retrieve_batch call."
+    )
+    max_transient_retries: int = Field(
+        default=8, ge=0, description="Retries of a step after 5xx/504/network errors before failing."
+    )
     log_json: bool | None = Field(
         default=None, description="JSON logs; default: JSON unless stderr is a terminal."
     )

@@ -1,0 +1,48 @@
+"""Build the poller and the callback receiver from a worker's :class:`Services`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from starlette.applications import Starlette
+
+from producer_client import TaskRecord
+from workers.completion.callbacks import create_receiver_app
+from workers.completion.continuations import Continuation
+from workers.completion.poller import Poller
+from workers.completion.resume import resume
+from workers.ratelimit import EndpointClass
+from workers.runtime import Services
+
+
+def poller_for(svc: Services, app: Celery) -> Poller:
+    """The poller of ``svc``'s token: polls within the shared poll budget, resumes on ``app``."""
+
+    def fetch(ids: Sequence[str]) -> list[TaskRecord]:
+        return svc.client.tasks.retrieve_batch(list(ids)).items
+
+    def take_poll_budget() -> float:
+        decision = svc.limiter.acquire(svc.token_id, EndpointClass.POLL)
+        return 0.0 if decision.granted else max(decision.wait_s, 0.001)
+
+    def apply(cont: Continuation, outcome: dict[str, Any]) -> None:
+        resume(app, cont, outcome)
+
+    settings = svc.settings
+    return Poller(
+        store=svc.continuations, token_id=svc.token_id, fetch=fetch,
+        take_poll_budget=take_poll_budget, resume=apply, batch_size=settings.poll_batch_size,
+        first_poll_after_s=settings.poll_first_after_s,
+        max_interval_s=settings.poll_max_interval_s,
+    )
+
+
+def receiver_for(svc: Services, app: Celery) -> Starlette:
+    """The callback receiver ASGI app for ``svc``; needs ``PRODUCER_CALLBACK_SECRET``."""
+    if svc.callback_secret is None:
+        raise ValueError("the callback receiver needs PRODUCER_CALLBACK_SECRET")
+    return create_receiver_app(
+        svc.continuations, lambda cont, outcome: resume(app, cont, outcome), svc.callback_secret
+    )

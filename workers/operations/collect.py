@@ -1,0 +1,150 @@
+"""Collect a finished step: stream its files into the store and record the result.
+
+Runs as the ``collect`` task under the paused step's own Celery task id. It is
+idempotent: a ledger entry already ``done`` returns its recorded result, and the
+store is create-only with sha256 checks, so a redelivered collect neither
+downloads twice into different objects nor overwrites a good one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+from producer_client import AudioItem, AudioResult, TaskRecord
+from workers.completion.continuations import Continuation
+from workers.ledger import State
+from workers.operations.errors import StepFailed
+from workers.operations.results import Artifact, StepResult
+from workers.runtime import Services
+from workers.storage import artifact_key
+
+_EXT_BY_TYPE = {
+    "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mpeg": "mp3",
+    "audio/mp4": "m4a", "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
+    "application/zip": "zip", "video/mp4": "mp4",
+}
+_KNOWN_EXTS = frozenset(_EXT_BY_TYPE.values()) | {"jpeg", "aac", "flac", "ogg"}
+
+
+def collect_step(svc: Services, outcome: dict[str, Any], cont: Continuation) -> dict[str, Any]:
+    """Turn a finished provider task into a stored :class:`StepResult` (as a dict)."""
+    entry = svc.ledger.get(cont.step_key)
+    if entry is not None and entry.state is State.DONE and entry.result is not None:
+        svc.limiter.release(svc.token_id, cont.step_key)
+        return entry.result
+    status = outcome.get("status")
+    if status != "succeeded":
+        _fail(svc, cont, *_failure(outcome))
+    result = _audio_result(outcome)
+    step = _store_items(svc, cont, result, outcome)
+    data = step.model_dump(mode="json")
+    svc.ledger.mark_done(cont.step_key, result=data)
+    svc.limiter.release(svc.token_id, cont.step_key)
+    return data
+
+
+def _fail(svc: Services, cont: Continuation, code: str, message: str) -> None:
+    svc.ledger.mark_failed(cont.step_key, code=code, message=message)
+    svc.limiter.release(svc.token_id, cont.step_key)
+    raise StepFailed(code, message)
+
+
+def _failure(outcome: dict[str, Any]) -> tuple[str, str]:
+    if outcome.get("status") == "expired":
+        err = outcome.get("error") or {}
+        return str(err.get("code", "deadline_exceeded")), str(err.get("message", "expired"))
+    record = outcome.get("record")
+    response = (record or {}).get("response") if record else outcome.get("response")
+    err = (response or {}).get("error")
+    if isinstance(err, dict):
+        code, message = err.get("code"), err.get("message")
+    else:
+        code, message = None, err
+    return (
+        str(code or "provider_task_failed"),
+        str(message or "the provider reported the task failed"),
+    )
+
+
+def _audio_result(outcome: dict[str, Any]) -> AudioResult:
+    if "record" in outcome:
+        return TaskRecord.model_validate(outcome["record"]).audio_result()
+    return AudioResult.model_validate(outcome.get("response") or {})
+
+
+def _store_items(
+    svc: Services, cont: Continuation, result: AudioResult, outcome: dict[str, Any]
+) -> StepResult:
+    where = _location(cont)
+    artifacts: list[Artifact] = []
+    for item in result.data:
+        artifacts.extend(_store_item(svc, where, cont, item))
+    first = next((i for i in result.data if i.id), result.data[0] if result.data else None)
+    step = StepResult(
+        action=cont.action, step_key=cont.step_key, api_task_id=cont.api_task_id,
+        audio_id=first.id if first else None, title=first.title if first else None,
+        duration=first.duration if first else None, seed=first.seed if first else None,
+        model=first.model if first else None,
+        items=[i.model_dump(mode="json", exclude_none=True) for i in result.data],
+        artifacts=artifacts, params=dict(cont.context.get("params") or {}),
+        context=dict(cont.context.get("context") or {}),
+        timings=_timings(cont, outcome),
+    )
+    meta = svc.store.put_json(
+        artifact_key(*where, cont.api_task_id, "json"), step.model_dump(mode="json")
+    )
+    step.artifacts.append(_artifact("metadata", meta, svc, None, None))
+    return step
+
+
+def _store_item(
+    svc: Services, where: tuple[str, str, str], cont: Continuation, item: AudioItem
+) -> list[Artifact]:
+    out: list[Artifact] = []
+    sources = (("audio", item.audio_url), ("image", item.image_url), ("stems", item.stems_url))
+    for kind, url in sources:
+        if not url:
+            continue
+        name = item.id or cont.api_task_id
+        key = artifact_key(*where, name, _extension(url, kind))
+        stored = svc.store.store_from_url(url, key, http_client=svc.downloads)
+        out.append(_artifact(kind, stored, svc, url, item.id))
+    return out
+
+
+def _artifact(
+    kind: str, stored: Any, svc: Services, source: str | None, item_id: str | None
+) -> Artifact:
+    return Artifact(
+        kind=kind, key=stored.key, url=svc.store.url_for(stored.key), sha256=stored.sha256,
+        size=stored.size, content_type=stored.content_type, source_url=source, item_id=item_id,
+    )
+
+
+def _extension(url: str, kind: str) -> str:
+    suffix = PurePosixPath(urlparse(url).path).suffix.lstrip(".").lower()
+    if suffix in _KNOWN_EXTS:
+        return suffix
+    return {"audio": "mp3", "image": "png", "stems": "zip"}.get(kind, "bin")
+
+
+def _location(cont: Continuation) -> tuple[str, str, str]:
+    """``(batch, row, step)`` of the storage key: from the batch context, else ad hoc."""
+    ctx = cont.context.get("context") or {}
+    batch = str(ctx.get("batch") or "adhoc")
+    row = str(ctx.get("row") or cont.delivery.get("root_id") or cont.celery_task_id)
+    step = str(ctx.get("step") or cont.action)
+    return batch, row, step
+
+
+def _timings(cont: Continuation, outcome: dict[str, Any]) -> dict[str, float]:
+    record = outcome.get("record") or {}
+    timings = {"submitted_at": cont.submitted_at, "collected_at": time.time()}
+    for name in ("created_at", "started_at", "finished_at", "elapsed"):
+        value = record.get(name)
+        if isinstance(value, int | float):
+            timings[name] = float(value)
+    return timings

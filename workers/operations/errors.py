@@ -1,0 +1,79 @@
+"""The one table that decides what a failure means for a step.
+
+=====================================================  ==========================================
+failure                                                what the step does
+=====================================================  ==========================================
+invalid params (``ParamsValidationError``)              fails now, code ``invalid_params``
+bad_request, no_token, token_mismatched,               fails now with the provider's code and
+api_not_implemented, disabled, invalid_token,          message (recorded in the ledger): asking
+token_expired, used_up, forbidden, no_api              again cannot succeed
+429 too_many_requests                                  re-queued after the limiter's pause (the
+                                                       shared rate is lowered for every worker)
+500, 502, 503, 504, network errors and timeouts        retried with capped, jittered exponential
+                                                       backoff, at most ``max_transient_retries``
+                                                       times, then fails with the last error
+provider task ended failed                             fails with the provider's message
+provider task never finished (deadline)                fails with ``deadline_exceeded``
+artifact refused (non-http URL, too large, wrong       fails (``artifact_refused``)
+type, empty)
+artifact download interrupted                          retried like a network error
+=====================================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import random
+
+from producer_client import APIConnectionError, APIStatusError, ParamsValidationError
+from workers.storage import ArtifactError
+
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 120.0
+
+
+class StepFailed(Exception):  # noqa: N818 - the name reads as the state it reports
+    """A step failed for good; ``code`` and ``message`` are recorded on the step."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class TransientError(Exception):
+    """A step may succeed if tried again later."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def classify(exc: BaseException) -> StepFailed | TransientError:
+    """Map a failure to a permanent :class:`StepFailed` or a retryable :class:`TransientError`."""
+    if isinstance(exc, StepFailed | TransientError):
+        return exc
+    if isinstance(exc, ParamsValidationError):
+        return StepFailed("invalid_params", str(exc))
+    if isinstance(exc, APIStatusError):
+        code = exc.code or f"http_{exc.status_code}"
+        kind = TransientError if exc.retryable else StepFailed
+        return kind(code, exc.message)
+    if isinstance(exc, APIConnectionError):
+        return TransientError("network_error", str(exc))
+    if isinstance(exc, ArtifactError):
+        kind = TransientError if exc.retryable else StepFailed
+        return kind("artifact_download" if exc.retryable else "artifact_refused", str(exc))
+    return StepFailed("internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def backoff_s(attempt: int, *, rng: random.Random | None = None) -> float:
+    """Capped, jittered exponential backoff for the ``attempt``-th retry (0-based)."""
+    draw = (rng or random).random()
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + draw / 2)

@@ -1,0 +1,74 @@
+"""One Celery task per ``/producer/audios`` action, plus ``collect``.
+
+Call with keyword params; inside a chain the previous step's result arrives as
+the first positional argument::
+
+    chain(generate.s(params={"prompt": "lo-fi rain"}), extend.s(), stems.s()).apply_async()
+
+Each task submits in async mode and ends at once (state ``AWAITING_PROVIDER``);
+``collect`` later runs under the same task id and returns the step's result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from producer_client import ACTIONS
+from workers.app import app
+from workers.completion.continuations import Continuation
+from workers.completion.resume import COLLECT_TASK_NAME
+from workers.logging import bind_task_context
+from workers.operations.collect import collect_step
+from workers.operations.params import complete_params
+from workers.operations.submit import Finished, StepCall, submit_audio_step
+from workers.runtime import get_services
+from workers.tasks.base import make_call, run_step
+
+
+def _audio_task(action: str) -> Task:
+    def step(
+        self: Task,
+        prev: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        key: str | None = None,
+        context: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        full = complete_params(action, params, prev)
+        call = make_call(self, action, full, key, context or {})
+        return run_step(self, call, submit_audio_step)
+
+    step.__name__ = action
+    step.__doc__ = f"Submit a ``{action}`` step and pause until the provider finishes it."
+    task: Task = app.task(bind=True, name=f"producer.{action}", acks_late=True)(step)
+    return task
+
+
+TASKS: dict[str, Task] = {action: _audio_task(action) for action in ACTIONS}
+
+generate = TASKS["generate"]
+cover = TASKS["cover"]
+upload_cover = TASKS["upload_cover"]
+extend = TASKS["extend"]
+upload_extend = TASKS["upload_extend"]
+variation = TASKS["variation"]
+replace_section = TASKS["replace_section"]
+upload_replace_section = TASKS["upload_replace_section"]
+swap_vocals = TASKS["swap_vocals"]
+swap_instrumentals = TASKS["swap_instrumentals"]
+stems = TASKS["stems"]
+
+
+@app.task(bind=True, name=COLLECT_TASK_NAME, acks_late=True)
+def collect(
+    self: Task, outcome: dict[str, Any], continuation: dict[str, Any], **_: Any
+) -> dict[str, Any]:
+    """Store the finished step's files and return its result (runs under the step's id)."""
+    cont = Continuation.model_validate(continuation)
+    bind_task_context(task_id=cont.celery_task_id, action=cont.action,
+                      api_task_id=cont.api_task_id)
+    call = StepCall(action=cont.action, params={}, key=cont.step_key, context={},
+                    celery_task_id=cont.celery_task_id, delivery=cont.delivery)
+    return run_step(self, call, lambda svc, _: Finished(collect_step(svc, outcome, cont)))

@@ -1,0 +1,98 @@
+"""What every step task shares: decoding a call, running it, deciding retries.
+
+Tasks stay thin: they turn Celery's request into a :class:`StepCall`, bind the
+log context, call a plain function in :mod:`workers.operations`, and translate
+its answer — a result, a pause (``Ignore`` after marking the step
+``AWAITING_PROVIDER``), a wait for capacity (re-queue), a transient error
+(backoff retry) or a permanent failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.exceptions import Ignore
+
+from workers.completion.continuations import delivery_from_request
+from workers.ledger import step_key
+from workers.logging import bind_task_context
+from workers.operations.errors import StepFailed, TransientError, backoff_s, classify
+from workers.operations.submit import Finished, Outcome, Paused, StepCall, Wait
+from workers.runtime import Services, get_services
+
+log = structlog.get_logger(__name__)
+
+AWAITING_PROVIDER = "AWAITING_PROVIDER"
+"""Custom Celery state of a step whose song is rendering at the provider."""
+
+# Waits for capacity re-queue the message; they are counted apart from error retries.
+TRANSIENT_ATTEMPT_KW = "transient_attempt"
+
+
+def make_call(
+    task: Task, action: str, params: dict[str, Any], key: str | None, context: dict[str, Any]
+) -> StepCall:
+    """Build the :class:`StepCall` of the running task (idempotency key included)."""
+    request = task.request
+    if key is None:
+        has_row = context.get("batch") is not None and context.get("row") is not None
+        key = (step_key(str(context["batch"]), context["row"], str(context.get("step") or action))
+               if has_row else f"task/{request.id}")
+    return StepCall(
+        action=action, params=params, key=key, context=context,
+        celery_task_id=str(request.id), delivery=delivery_from_request(request),
+    )
+
+
+def run_step(
+    task: Task, call: StepCall, operation: Callable[[Services, StepCall], Outcome]
+) -> dict[str, Any]:
+    """Run ``operation`` and turn its outcome into what Celery expects."""
+    bind_task_context(task_id=call.celery_task_id, action=call.action,
+                      batch=call.context.get("batch"), row=call.context.get("row"))
+    try:
+        outcome = operation(get_services(), call)
+    except Exception as exc:
+        raise _retry_or_fail(task, call, exc) from exc
+    return _deliver(task, call, outcome)
+
+
+def _deliver(task: Task, call: StepCall, outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Finished):
+        log.info("step_finished", step_key=call.key, api_task_id=outcome.result.get("api_task_id"))
+        return outcome.result
+    if isinstance(outcome, Paused):
+        task.update_state(state=AWAITING_PROVIDER,
+                          meta={"api_task_id": outcome.api_task_id, "step_key": call.key})
+        log.info("step_submitted", step_key=call.key, api_task_id=outcome.api_task_id,
+                 adopted=outcome.adopted)
+        raise Ignore()
+    assert isinstance(outcome, Wait)
+    log.info("step_waiting", step_key=call.key, reason=outcome.reason,
+             countdown_s=round(outcome.countdown_s, 3))
+    raise task.retry(countdown=outcome.countdown_s, max_retries=None)
+
+
+def _retry_or_fail(task: Task, call: StepCall, exc: Exception) -> BaseException:
+    verdict = classify(exc)
+    if isinstance(verdict, StepFailed):
+        log.warning("step_failed", step_key=call.key, code=verdict.code, message=verdict.message)
+        return verdict
+    attempt = int(task.request.kwargs.get(TRANSIENT_ATTEMPT_KW) or 0)
+    limit = get_services().settings.max_transient_retries
+    if attempt >= limit:
+        failed = StepFailed(verdict.code, f"gave up after {attempt} retries: {verdict.message}")
+        get_services().ledger.mark_failed(call.key, code=failed.code, message=failed.message)
+        log.warning("step_failed", step_key=call.key, code=failed.code, message=failed.message)
+        return failed
+    delay = backoff_s(attempt)
+    log.info("step_retry", step_key=call.key, code=verdict.code, attempt=attempt + 1,
+             countdown_s=round(delay, 2))
+    kwargs = {**task.request.kwargs, TRANSIENT_ATTEMPT_KW: attempt + 1}
+    return task.retry(countdown=delay, max_retries=None, kwargs=kwargs, exc=verdict)
+
+
+__all__ = ["AWAITING_PROVIDER", "StepFailed", "TransientError", "make_call", "run_step"]
