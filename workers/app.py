@@ -18,7 +18,9 @@ Configuration chosen, and why:
                                                    on the provider; the longest body is a
                                                    ``collect`` streaming up to 1 GiB (~9 min
                                                    at 2 MB/s). A dead machine's messages
-                                                   come back within 30 min.
+                                                   come back within 30 min. Countdowns and
+                                                   ETAs must stay far below it (Redis
+                                                   redelivers them after it).
 ``task_time_limit`` = visibility - 300 s           so no body can outlive the visibility
                                                    timeout and be delivered twice in parallel
 ``result_expires`` = 86400 s (settings)            results are read within minutes (chains,
