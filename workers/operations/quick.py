@@ -84,7 +84,7 @@ def _adopted_reply(svc: Services, call: StepCall, entry: Any) -> BaseModel | Non
     api_task_id = entry.api_task_id
     if api_task_id is None:
         since = (entry.post_started_at or entry.reserved_at) - ADOPTION_SLACK_S
-        items = svc.client.tasks.retrieve_batch(created_at_min=since, limit=200).items
+        items = svc.client.tasks.retrieve_batch(created_at_min=since, limit=100).items
         recent = [ProviderTask(r.id, request_fingerprint(r.request), float(r.created_at or 0))
                   for r in items if r.request]
         found = svc.ledger.adopt_orphan(call.key, recent, owner=call.celery_task_id)

@@ -129,7 +129,7 @@ def _settled(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome:
 def _adopt(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome | None:
     """Find the task an interrupted POST created; None when resubmitting is safe."""
     since = (entry.post_started_at or entry.reserved_at) - ADOPTION_SLACK_S
-    batch = svc.client.tasks.retrieve_batch(created_at_min=since, limit=200)
+    batch = svc.client.tasks.retrieve_batch(created_at_min=since, limit=100)
     recent = [
         ProviderTask(r.id, request_fingerprint(r.request), float(r.created_at or 0.0))
         for r in batch.items
