@@ -29,7 +29,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,8 +213,8 @@ class ArtifactStore:
                 staging, digest, size = self._stage(response, cap, source_url)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise translate_error(exc, source_url) from exc
-        stored = StoredObject(key, digest, size, content_type)
-        return self._commit(staging, stored)
+        with _store_errors(f"committing {key!r}"):
+            return self._commit(staging, StoredObject(key, digest, size, content_type))
 
     def _stage(self, response: httpx.Response, cap: int, url: str) -> tuple[str, str, int]:
         staging = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
@@ -234,9 +234,9 @@ class ArtifactStore:
         except AlreadyExistsError:
             self._delete_quietly(staging)
             return self._resolve_existing(stored)
-        except _STORE_ERRORS as exc:
+        except _STORE_ERRORS:
             self._delete_quietly(staging)
-            raise StorageError(f"could not commit {stored.key!r}: {exc}") from exc
+            raise
         self._write_sidecar(stored)
         return stored
 
@@ -290,16 +290,15 @@ class ArtifactStore:
         stored = StoredObject(_check_key(key), digest, len(data), content_type)
         if not data:
             raise EmptyArtifactError(f"refusing to store an empty object at {key!r}")
-        try:
-            obstore.put(self._store, key, data, mode="create")
-        except AlreadyExistsError:
-            existing = hashlib.sha256(bytes(obstore.get(self._store, key).bytes())).hexdigest()
-            if existing != stored.sha256:
-                raise ArtifactConflictError(
-                    f"{key!r} already holds sha256 {existing}, not {stored.sha256}"
-                ) from None
-        except _STORE_ERRORS as exc:
-            raise StorageError(f"could not write {key!r}: {exc}") from exc
+        with _store_errors(f"writing {key!r}"):
+            try:
+                obstore.put(self._store, key, data, mode="create")
+            except AlreadyExistsError:
+                existing = hashlib.sha256(self.get_bytes(key)).hexdigest()
+                if existing != stored.sha256:
+                    raise ArtifactConflictError(
+                        f"{key!r} already holds sha256 {existing}, not {stored.sha256}"
+                    ) from None
         return stored
 
     def put_json(self, key: str, data: Any) -> StoredObject:
@@ -328,7 +327,8 @@ class ArtifactStore:
     def list(self, prefix: str = "") -> list[str]:
         """Return the sorted keys under the directory-like ``prefix`` (internal names hidden)."""
         root = _check_key(prefix.rstrip("/")) if prefix.strip("/") else None
-        keys = [meta["path"] for batch in obstore.list(self._store, root) for meta in batch]
+        with _store_errors(f"listing {prefix!r}"):
+            keys = [meta["path"] for batch in obstore.list(self._store, root) for meta in batch]
         return sorted(k for k in keys if not k.startswith((STAGING_PREFIX, SIDECAR_PREFIX)))
 
     def sweep_staging(self, *, older_than_s: float = 24 * 3600) -> int:
@@ -343,6 +343,15 @@ class ArtifactStore:
         for path in stale:
             self._delete_quietly(path)
         return len(stale)
+
+
+@contextlib.contextmanager
+def _store_errors(doing: str) -> Iterator[None]:
+    # The one place obstore's (and the OS's) errors become StorageError.
+    try:
+        yield
+    except _STORE_ERRORS as exc:
+        raise StorageError(f"object store failed {doing}: {exc}") from exc
 
 
 def _canonical_json(data: Any) -> bytes:

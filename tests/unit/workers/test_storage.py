@@ -21,6 +21,7 @@ from workers.storage import (
     ContentTypeError,
     DownloadError,
     EmptyArtifactError,
+    StorageError,
     StoredObject,
     UnsafeURLError,
     artifact_key,
@@ -327,3 +328,17 @@ def test_file_url_may_be_relative_and_is_created(
 def test_unknown_store_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported storage URL scheme"):
         ArtifactStore.from_url("ftp://host/dir")
+
+
+def test_store_failure_on_commit_is_a_retryable_storage_error(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_rename(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(obstore, "rename", broken_rename)
+    with client_for(audio(b"song")) as http, pytest.raises(StorageError) as info:
+        store.store_from_url(URL, "k.mp3", http_client=http)
+    assert info.value.retryable
+    assert not store.exists("k.mp3")
+    assert staging_paths(store) == []
