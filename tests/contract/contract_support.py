@@ -186,7 +186,8 @@ def assert_no_token(*things: object) -> None:
     """Neither token appears in the ``str``/``repr`` of anything given."""
     for thing in things:
         for text in (str(thing), repr(thing)):
-            assert TOKEN not in text and OTHER_TOKEN not in text, text
+            assert TOKEN not in text, text
+            assert OTHER_TOKEN not in text, text
 
 
 def assert_clean(exc: BaseException) -> None:

@@ -14,16 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tests.contract.contract_support import (
-    TOKEN,
-    WAIT,
-    CallbackReceiver,
-    client,
-    finished,
-    make_song,
-    receiver,
-    server,
-)
 
 from producer_client import (
     AsyncProducer,
@@ -46,6 +36,16 @@ from producer_client import (
     VariationParams,
 )
 from producer_client.emulator import EmulatorServer
+from tests.contract.contract_support import (
+    TOKEN,
+    WAIT,
+    CallbackReceiver,
+    client,
+    finished,
+    make_song,
+    receiver,
+    server,
+)
 
 __all__ = ["client", "receiver", "server"]  # fixtures imported for pytest
 
@@ -89,13 +89,19 @@ CASES: dict[str, Callable[[Sources], AudioParams]] = {
     ),
     "upload_cover": lambda s: UploadCoverParams(audio_id=s.uploaded_id, prompt="smoky jazz"),
     "extend": lambda s: ExtendParams(
-        audio_id=_song_id(s), continue_at=5, weirdness=0.3, sound_strength=0.3,
+        audio_id=_song_id(s),
+        continue_at=5,
+        weirdness=0.3,
+        sound_strength=0.3,
         lyrics_strength=0.6,
     ),
     "upload_extend": lambda s: UploadExtendParams(audio_id=s.uploaded_id, continue_at=5),
     "variation": lambda s: VariationParams(audio_id=_song_id(s)),
     "replace_section": lambda s: ReplaceSectionParams(
-        audio_id=_song_id(s), replace_section_start=2, replace_section_end=6, custom=True,
+        audio_id=_song_id(s),
+        replace_section_start=2,
+        replace_section_end=6,
+        custom=True,
         lyric=LYRIC,
     ),
     "upload_replace_section": lambda s: UploadReplaceSectionParams(
@@ -119,8 +125,10 @@ SAME_LENGTH = {
 def check_result(case: str, result: AudioResult, params: AudioParams, s: Sources) -> None:
     """One successful item of the right shape for ``case`` (CONTRACT §3.3)."""
     assert result.success is True
-    assert result.task_id is not None and UUID.match(result.task_id)
-    assert result.trace_id is not None and UUID.match(result.trace_id)
+    assert result.task_id is not None
+    assert UUID.match(result.task_id)
+    assert result.trace_id is not None
+    assert UUID.match(result.trace_id)
     assert len(result.data) == 1
     item = result.data[0]
     assert (item.state, item.progress) == ("succeeded", "100%")
@@ -133,20 +141,28 @@ def check_result(case: str, result: AudioResult, params: AudioParams, s: Sources
 
 def check_stems_item(item: AudioItem, s: Sources) -> None:
     """Stems items carry a zip link and no song fields."""
-    assert item.stems_url is not None and item.stems_url.endswith(".zip")
-    assert item.id is None and item.audio_url is None
+    assert item.stems_url is not None
+    assert item.stems_url.endswith(".zip")
+    assert item.id is None
+    assert item.audio_url is None
     assert (item.title, item.model, item.lyric) == (s.song.title, "", "")
 
 
 def check_song_item(item: AudioItem, params: AudioParams) -> None:
     """Song items: ids, media links, string seed, numeric duration, the model used."""
-    assert item.id is not None and UUID.match(item.id)
+    assert item.id is not None
+    assert UUID.match(item.id)
     assert item.image_id == item.id
-    assert item.audio_url is not None and item.audio_url.endswith(f"/media/{item.id}.wav")
-    assert item.image_url is not None and item.image_url.endswith(".png")
-    assert item.video_url is None and item.topic is None
-    assert item.seed is not None and item.seed.isdigit()
-    assert item.duration is not None and item.duration > 0
+    assert item.audio_url is not None
+    assert item.audio_url.endswith(f"/media/{item.id}.wav")
+    assert item.image_url is not None
+    assert item.image_url.endswith(".png")
+    assert item.video_url is None
+    assert item.topic is None
+    assert item.seed is not None
+    assert item.seed.isdigit()
+    assert item.duration is not None
+    assert item.duration > 0
     assert item.model == (getattr(params, "model", None) or DEFAULT_MODEL)
     assert item.__pydantic_extra__ == {}, "an item key the client does not model"
 
@@ -164,7 +180,8 @@ def check_action_specifics(case: str, item: AudioItem, s: Sources) -> None:
     }
     for key, value in expected.get(case, {}).items():
         assert getattr(item, key) == value, key
-    assert item.duration is not None and s.song.duration is not None
+    assert item.duration is not None
+    assert s.song.duration is not None
     if case in SAME_LENGTH:
         assert item.duration == pytest.approx(s.song.duration, abs=1e-6)
     if case.endswith("extend"):
@@ -214,7 +231,8 @@ def test_blocking_create(client: Producer, sources: Sources, case: str) -> None:
     result, record = blocking(client, params)
     check_result(case, result, params, sources)
     assert record.outcome is TaskOutcome.SUCCEEDED
-    assert record.type == "audios" and record.finished_at is not None
+    assert record.type == "audios"
+    assert record.finished_at is not None
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -222,7 +240,8 @@ def test_submit_and_wait(client: Producer, sources: Sources, case: str) -> None:
     params = CASES[case](sources)
     result, record = polled(client, params)
     check_result(case, result, params, sources)
-    assert record.elapsed is not None and record.elapsed >= 0
+    assert record.elapsed is not None
+    assert record.elapsed >= 0
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
