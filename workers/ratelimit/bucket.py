@@ -60,7 +60,7 @@ class Tuning:
 
     decrease: float = 0.7
     recovery_s: float = 60.0
-    probe_band: float = 0.1
+    probe_band: float = 0.05
     probe_slowdown: float = 20.0
     backoff_s: float = 1.0
     max_backoff_s: float = 16.0
