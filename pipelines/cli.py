@@ -24,9 +24,9 @@ def _root() -> None:
 def _mount() -> None:
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
-    from pipelines import cli_emulator, cli_ledger, cli_limits
+    from pipelines import cli_demo, cli_emulator, cli_ledger, cli_limits, cli_workers
 
-    for family in (cli_emulator, cli_limits, cli_ledger):
+    for family in (cli_demo, cli_workers, cli_emulator, cli_limits, cli_ledger):
         family.register(app)
 
 

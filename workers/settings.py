@@ -19,7 +19,7 @@ DEFAULT_BASE_URL = "https://api.acedata.cloud"
 class Settings(BaseSettings):
     """All runtime configuration of workers, poller, receiver and CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="PRODUCER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PRODUCER_", extra="ignore", populate_by_name=True)
 
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token for the Producer API; unset means use the emulator."
