@@ -8,7 +8,9 @@
 6. the endpoint handler (validation, in-flight cap, the work);
 7. faults that strike after the work (504, malformed body), slow replies.
 
-Every reply is appended to the request log with the caller's token hash.
+Every reply is appended to the request log with the caller's token hash, and
+errors are counted, unless the emulator was reset while the request was in
+progress (a held sync request answered 500 by the reset belongs to the old run).
 """
 
 from __future__ import annotations
@@ -63,16 +65,24 @@ class Gateway:
     async def handle(self, request: Request) -> Response:
         """Handle one request end to end; never raises."""
         trace_id = new_id()
+        epoch = self._state.epoch
         token: str | None = None
+        error: ApiError | None = None
         try:
             token = self._authenticate(request)
             response = await self._process(request, token, trace_id)
         except ApiError as exc:
-            response = self._error(exc, trace_id)
+            error = exc
         except Exception:  # a bug must still look like the platform's 500
             _log.exception("emulator handler failed")
-            response = self._error(ApiError("api_error"), trace_id)
-        self._state.log_request(request.url.path, response.status_code, token)
+            error = ApiError("api_error")
+        if error is not None:
+            response = self._error(error, trace_id)
+        # A request held across a reset (answered 500 by it) belongs to the old run.
+        if self._state.epoch == epoch:
+            if error is not None:
+                self._state.counters.errors_by_code[error.code] += 1
+            self._state.log_request(request.url.path, response.status_code, token)
         return response
 
     def _authenticate(self, request: Request) -> str:
@@ -148,7 +158,6 @@ class Gateway:
         return JSONResponse(reply, status_code=status)
 
     def _error(self, exc: ApiError, trace_id: str) -> Response:
-        self._state.counters.errors_by_code[exc.code] += 1
         response = JSONResponse(exc.body(trace_id), status_code=exc.status)
         send_hint = self._state.config.send_retry_after and exc.code == "too_many_requests"
         if send_hint and exc.retry_after_s is not None:

@@ -100,6 +100,8 @@ class EmulatorState:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.initial_config = config
+        # Bumped by every reset: a request begun in an older epoch is not counted or logged.
+        self.epoch = 0
         self._fresh(config)
 
     def _fresh(self, config: EmulatorConfig) -> None:
@@ -140,6 +142,7 @@ class EmulatorState:
             # A held sync request answers 500 rather than dying with its connection.
             if not waiter.done():
                 waiter.set_exception(ApiError("api_error", "The emulator was reset."))
+        self.epoch += 1
         self._fresh(self.config if keep_config else self.initial_config)
 
     # -- randomness ----------------------------------------------------------------
