@@ -21,7 +21,15 @@ def _root() -> None:
     """Batch music generation with the Producer API."""
 
 
+_mounted = False
+
+
 def _mount() -> None:
+    """Attach every command family once (idempotent: tests call it too)."""
+    global _mounted
+    if _mounted:
+        return
+    _mounted = True
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
     from pipelines import cli_demo, cli_emulator, cli_ledger, cli_limits, cli_workers

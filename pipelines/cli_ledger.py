@@ -1,10 +1,87 @@
-"""``producer-batch ledger ...``: placeholder until its issue lands."""
+"""``producer-batch ledger ...``: inspect the exactly-once submission records.
+
+Every step has one ledger entry (``reserved`` -> ``submitted`` -> ``done`` /
+``failed``) keyed by its idempotency key (``batch/row/step``, a caller's key, or
+``task/<celery id>``). ``list`` shows many, ``show`` one in full, ``reset-failed``
+lets a failed step run again (used by retry-failed).
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import redis
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from workers.ledger import Ledger, LedgerEntry
+from workers.settings import get_settings
+
+ledger_app = typer.Typer(name="ledger", help="Inspect exactly-once submission records.",
+                         no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``ledger`` command family to ``app`` (nothing yet)."""
-    del app
+    """Add the ``ledger`` command family to ``app``."""
+    app.add_typer(ledger_app, name="ledger")
+
+
+def _ledger() -> Ledger:
+    url = get_settings().redis_url
+    if not url:
+        Console(stderr=True).print("[red]error:[/red] set REDIS_URL to the workers' Redis")
+        raise typer.Exit(2)
+    return Ledger(redis.Redis.from_url(url))
+
+
+def _row(entry: LedgerEntry) -> dict[str, Any]:
+    data = asdict(entry)
+    data["state"] = entry.state.value
+    return data
+
+
+@ledger_app.command("list")
+def list_entries(
+    prefix: Annotated[str, typer.Option(help="Only keys starting with this (e.g. a batch id).")] = "",
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List ledger entries, optionally under a key prefix."""
+    entries = []
+    for entry in _ledger().scan(prefix):
+        entries.append(entry)
+        if len(entries) >= limit:
+            break
+    if as_json:
+        typer.echo(json.dumps([_row(e) for e in entries], default=str))
+        return
+    table = Table(title=f"ledger entries ({len(entries)} shown)")
+    for column in ("key", "state", "api task", "adopted", "error"):
+        table.add_column(column)
+    for e in entries:
+        error = f"{e.error_code}: {e.error_message}" if e.error_code else ""
+        table.add_row(e.key, e.state.value, e.api_task_id or "", "yes" if e.adopted else "", error)
+    Console().print(table)
+
+
+@ledger_app.command("show")
+def show(key: str, as_json: JsonOption = False) -> None:
+    """Show one entry in full (result included)."""
+    entry = _ledger().get(key)
+    if entry is None:
+        Console(stderr=True).print(f"[red]error:[/red] no ledger entry {key!r}")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(_row(entry), default=str, indent=None if as_json else 2))
+
+
+@ledger_app.command("reset-failed")
+def reset_failed(key: str) -> None:
+    """Forget a failed entry so its step may run again (done entries are never reset)."""
+    if not _ledger().reset_failed(key):
+        Console(stderr=True).print(f"[red]error:[/red] {key!r} is not a failed entry")
+        raise typer.Exit(1)
+    typer.echo(f"reset {key}")
