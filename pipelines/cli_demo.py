@@ -54,7 +54,9 @@ def demo(
                     raise typer.Exit(_fail(f"no result after {timeout_s:.0f}s"))
                 status.update(f"generate -> extend -> stems ... {_progress(result)}")
                 time.sleep(0.2)
-        failed = next((r for r in (result.parent.parent, result.parent, result) if r.failed()), None)
+        failed = next(
+            (r for r in (result.parent.parent, result.parent, result) if r.failed()), None
+        )
         if failed is not None:
             raise typer.Exit(_fail(str(failed.result)))
         # Results are final here; .get() would refuse to run beside an in-process worker.
@@ -83,6 +85,7 @@ def _print_files(steps: list[dict[str, Any]], out: Path, elapsed_s: float) -> No
         table.add_column(column)
     for step in steps:
         for art in step["artifacts"]:
-            table.add_row(step["action"], art["kind"], art["key"], str(art["size"]),
-                          art["sha256"][:12])
+            table.add_row(
+                step["action"], art["kind"], art["key"], str(art["size"]), art["sha256"][:12]
+            )
     Console().print(table)

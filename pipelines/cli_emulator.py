@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 def emulator(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
     port: int = typer.Option(8787, help="Port to bind (0 picks a free one)."),
-    token: list[str] = typer.Option(  # noqa: B008 - typer declares options this way
+    token: list[str] = typer.Option(
         ["emulator-token"], "--token", help="Accepted bearer token (repeat for several)."
     ),
     time_scale: float = typer.Option(1.0, help="Multiplier on every wait (0.01: 100x faster)."),
@@ -43,7 +43,7 @@ def emulator(
     sample_rate: int = typer.Option(16000, help="Sample rate of served WAVs."),
     max_render_s: float | None = typer.Option(None, help="Cap on rendered audio length (s)."),
     seed: int | None = typer.Option(None, help="Seed for faults, jitter and songs."),
-    fault: list[str] = typer.Option(  # noqa: B008 - typer declares options this way
+    fault: list[str] = typer.Option(
         [], "--fault", help="NAME=VALUE of a FaultConfig field, e.g. task_failure=0.1."
     ),
     faults_json: str | None = typer.Option(None, help="Whole FaultConfig as JSON (with rules)."),

@@ -20,8 +20,9 @@ from rich.table import Table
 from workers.ledger import Ledger, LedgerEntry
 from workers.settings import get_settings
 
-ledger_app = typer.Typer(name="ledger", help="Inspect exactly-once submission records.",
-                         no_args_is_help=True)
+ledger_app = typer.Typer(
+    name="ledger", help="Inspect exactly-once submission records.", no_args_is_help=True
+)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -46,7 +47,9 @@ def _row(entry: LedgerEntry) -> dict[str, Any]:
 
 @ledger_app.command("list")
 def list_entries(
-    prefix: Annotated[str, typer.Option(help="Only keys starting with this (e.g. a batch id).")] = "",
+    prefix: Annotated[
+        str, typer.Option(help="Only keys starting with this (e.g. a batch id).")
+    ] = "",
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
     as_json: JsonOption = False,
 ) -> None:

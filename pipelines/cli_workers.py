@@ -15,7 +15,7 @@ from types import FrameType
 import typer
 
 from workers.logging import configure_logging
-from workers.runtime import ConfigurationError, build_services
+from workers.runtime import ConfigurationError, Services, build_services
 from workers.settings import get_settings
 
 
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     app.command("receiver")(receiver)
 
 
-def _services():  # type: ignore[no-untyped-def]
+def _services() -> Services:
     settings = get_settings()
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:

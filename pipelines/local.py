@@ -31,7 +31,7 @@ from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Services, build_services, set_services
 from workers.settings import Settings
 
-EMULATOR_TOKEN = "local-emulator-token"
+EMULATOR_TOKEN = "local-emulator-token"  # noqa: S105 - the emulator's own, not a secret
 
 
 @dataclass

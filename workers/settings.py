@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("REDIS_URL", "PRODUCER_REDIS_URL"),
-        description="Redis for broker, results, ledger and limiter; unset starts an embedded server.",
+        description="Redis for broker, results, ledger, limiter; unset: an embedded server.",
     )
     broker_url: str | None = Field(
         default=None, description="Optional separate Celery broker (e.g. amqp:// RabbitMQ)."
@@ -54,9 +54,15 @@ class Settings(BaseSettings):
     callback_secret: SecretStr | None = Field(
         default=None, description="HMAC key for callback URLs (random per process when unset)."
     )
-    submit_rate_per_s: float = Field(default=1.0, gt=0, description="Ceiling of submissions/s per token.")
-    submit_burst: float = Field(default=5.0, ge=1, description="Token-bucket burst for submissions.")
-    poll_rate_per_s: float = Field(default=1.0, gt=0, description="Polls/s per token (provider: <= 1).")
+    submit_rate_per_s: float = Field(
+        default=1.0, gt=0, description="Ceiling of submissions/s per token."
+    )
+    submit_burst: float = Field(
+        default=5.0, ge=1, description="Token-bucket burst for submissions."
+    )
+    poll_rate_per_s: float = Field(
+        default=1.0, gt=0, description="Polls/s per token (provider: <= 1)."
+    )
     max_in_flight: int = Field(default=5, ge=1, description="Generations in flight per token.")
     task_deadline_s: float = Field(
         default=1800.0, gt=0, description="Give up on a provider task after this many seconds."
@@ -86,7 +92,9 @@ class Settings(BaseSettings):
         default=50, ge=1, le=500, description="Task ids asked about in one retrieve_batch call."
     )
     max_transient_retries: int = Field(
-        default=8, ge=0, description="Retries of a step after 5xx/504/network errors before failing."
+        default=8,
+        ge=0,
+        description="Retries of a step after 5xx/504/network errors before failing.",
     )
     log_json: bool | None = Field(
         default=None, description="JSON logs; default: JSON unless stderr is a terminal."

@@ -15,7 +15,9 @@ from tests.integration.fleet import fleet
 from workers.tasks.audios import extend, generate, stems
 
 
-def test_generate_extend_stems_chain_returns_the_stems_result(redis_url: str, tmp_path: Path) -> None:
+def test_generate_extend_stems_chain_returns_the_stems_result(
+    redis_url: str, tmp_path: Path
+) -> None:
     with fleet(redis_url, tmp_path) as f:
         result = chain(
             generate.s(params={"prompt": "rain on a tin roof", "seed": "11"}),
@@ -42,7 +44,9 @@ def test_generate_extend_stems_chain_returns_the_stems_result(redis_url: str, tm
 
     assert hashlib.sha256(data).hexdigest() == audio["sha256"] and len(data) == audio["size"]
     with wave.open(io.BytesIO(data)) as w:
-        assert w.getnframes() / w.getframerate() == pytest.approx(generate_result["duration"], abs=0.01)
+        assert w.getnframes() / w.getframerate() == pytest.approx(
+            generate_result["duration"], abs=0.01
+        )
     assert counters["submissions_total"] == 3
     assert all(n == 1 for n in counters["submissions_by_fingerprint"].values())
     assert AsyncResult(result.parent.parent.id).state == "SUCCESS"

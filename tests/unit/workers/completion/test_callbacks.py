@@ -1,4 +1,4 @@
-"""The callback receiver over real HTTP semantics (Starlette TestClient-free: httpx ASGI transport)."""
+"""The callback receiver over HTTP semantics (httpx ASGI transport, no server)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,21 @@ SECRET = b"s3cret-key"
 def _cont(cb: str) -> Continuation:
     now = time.time()
     return Continuation(
-        celery_task_id="c1", api_task_id="api-1", token_id="tok", step_key="k", action="generate",
-        submitted_at=now, deadline_at=now + 60, callback_id=cb,
+        celery_task_id="c1",
+        api_task_id="api-1",
+        token_id="tok",
+        step_key="k",
+        action="generate",
+        submitted_at=now,
+        deadline_at=now + 60,
+        callback_id=cb,
     )
 
 
 @pytest.fixture
-def setup(redis_client: redis.Redis) -> tuple[ContinuationStore, list[tuple[Continuation, dict[str, Any]]], httpx.AsyncClient]:
+def setup(
+    redis_client: redis.Redis,
+) -> tuple[ContinuationStore, list[tuple[Continuation, dict[str, Any]]], httpx.AsyncClient]:
     store = ContinuationStore(redis_client)
     resumed: list[tuple[Continuation, dict[str, Any]]] = []
     app = create_receiver_app(store, lambda c, o: resumed.append((c, o)), SECRET)

@@ -10,7 +10,9 @@ import redis
 from workers.completion.continuations import Continuation, ContinuationStore
 
 
-def make_cont(api_task_id: str = "api-1", *, deadline_in_s: float = 600, cb: str | None = None) -> Continuation:
+def make_cont(
+    api_task_id: str = "api-1", *, deadline_in_s: float = 600, cb: str | None = None
+) -> Continuation:
     now = time.time()
     return Continuation(
         celery_task_id="celery-" + api_task_id,
@@ -42,7 +44,9 @@ def test_concurrent_claims_have_one_winner(redis_client: redis.Redis) -> None:
     lock = threading.Lock()
 
     def claim() -> None:
-        got = ContinuationStore(redis.Redis(connection_pool=redis_client.connection_pool)).claim("api-1", "tok")
+        got = ContinuationStore(redis.Redis(connection_pool=redis_client.connection_pool)).claim(
+            "api-1", "tok"
+        )
         if got is not None:
             with lock:
                 winners.append(got)
@@ -73,4 +77,7 @@ def test_callback_id_maps_to_api_task(redis_client: redis.Redis) -> None:
     store.save(make_cont(cb="cb-123"), first_poll_at=time.time())
     assert store.api_task_for_callback("cb-123") == "api-1"
     assert store.api_task_for_callback("cb-unknown") is None
-    assert [c.api_task_id if c else None for c in store.load_many(["api-1", "nope"])] == ["api-1", None]
+    assert [c.api_task_id if c else None for c in store.load_many(["api-1", "nope"])] == [
+        "api-1",
+        None,
+    ]

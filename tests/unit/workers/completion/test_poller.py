@@ -30,16 +30,29 @@ class Clock:
         return self.now
 
 
-def _save(store: ContinuationStore, api_id: str, clock: Clock, *, deadline_in_s: float = 100) -> None:
+def _save(
+    store: ContinuationStore, api_id: str, clock: Clock, *, deadline_in_s: float = 100
+) -> None:
     cont = Continuation(
-        celery_task_id="c-" + api_id, api_task_id=api_id, token_id="tok", step_key=api_id,
-        action="generate", submitted_at=clock.now, deadline_at=clock.now + deadline_in_s,
+        celery_task_id="c-" + api_id,
+        api_task_id=api_id,
+        token_id="tok",
+        step_key=api_id,
+        action="generate",
+        submitted_at=clock.now,
+        deadline_at=clock.now + deadline_in_s,
     )
     store.save(cont, first_poll_at=clock.now)
 
 
-def _poller(store: ContinuationStore, clock: Clock, states: dict[str, str], calls: list[list[str]],
-            resumed: list[tuple[str, str]], budget: list[float] | None = None) -> Poller:
+def _poller(
+    store: ContinuationStore,
+    clock: Clock,
+    states: dict[str, str],
+    calls: list[list[str]],
+    resumed: list[tuple[str, str]],
+    budget: list[float] | None = None,
+) -> Poller:
     def fetch(ids: Sequence[str]) -> list[FakeRecord]:
         calls.append(list(ids))
         return [FakeRecord(i, states[i]) for i in ids if i in states]
@@ -47,10 +60,15 @@ def _poller(store: ContinuationStore, clock: Clock, states: dict[str, str], call
     budget_values = budget if budget is not None else []
 
     return Poller(
-        store=store, token_id="tok", fetch=fetch,
+        store=store,
+        token_id="tok",
+        fetch=fetch,
         take_poll_budget=lambda: budget_values.pop(0) if budget_values else 0.0,
         resume=lambda c, o: resumed.append((c.api_task_id, o["status"])),
-        batch_size=2, first_poll_after_s=5, max_interval_s=20, clock=clock,
+        batch_size=2,
+        first_poll_after_s=5,
+        max_interval_s=20,
+        clock=clock,
     )
 
 
