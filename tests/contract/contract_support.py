@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from producer_client import (
+    APIStatusError,
     AsyncProducer,
     AudioItem,
     GenerateParams,
@@ -207,6 +208,15 @@ def raises(expected: type[E], call: Callable[[], object]) -> E:
     return info.value
 
 
+def raises_any(expected: type[ProducerError], call: Callable[[], object]) -> APIStatusError:
+    """Run ``call``, demand an API status error that is an ``expected``, check it is clean."""
+    with pytest.raises(expected) as info:
+        call()
+    assert isinstance(info.value, APIStatusError), type(info.value)
+    assert_clean(info.value)
+    return info.value
+
+
 async def araises(expected: type[E], call: Callable[[], Any]) -> E:
     """Async twin of :func:`raises`: ``call()`` returns the awaitable to run."""
     with pytest.raises(expected) as info:
@@ -214,6 +224,26 @@ async def araises(expected: type[E], call: Callable[[], Any]) -> E:
     assert type(info.value) is expected, type(info.value)
     assert_clean(info.value)
     return info.value
+
+
+class StripAuthorization(httpx.BaseTransport):
+    """Real HTTP, minus the ``authorization`` header the client always adds.
+
+    The client refuses an empty token, so this is how a contract test reaches the
+    server's ``no_token`` reply through the real client.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` without its bearer token."""
+        del request.headers["authorization"]
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._inner.close()
 
 
 # -- callbacks -------------------------------------------------------------------------

@@ -44,9 +44,7 @@ def test_counters_count_what_the_client_sent(emu: EmulatorServer, client: Produc
     assert all(TOKEN not in str(entry) for entry in emu.requests())
 
 
-def test_same_request_twice_is_counted_as_duplicated(
-    emu: EmulatorServer, client: Producer
-) -> None:
+def test_same_request_twice_is_counted_as_duplicated(emu: EmulatorServer, client: Producer) -> None:
     """The per-fingerprint counter uses the client's own ``request_fingerprint``."""
     from producer_client import request_fingerprint
 
