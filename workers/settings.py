@@ -52,7 +52,8 @@ class Settings(BaseSettings):
         description="Public URL of the callback receiver; unset means completion by polling only.",
     )
     callback_secret: SecretStr | None = Field(
-        default=None, description="HMAC key for callback URLs (random per process when unset)."
+        default=None,
+        description="HMAC key signing callback URLs; required with PRODUCER_PUBLIC_BASE_URL.",
     )
     submit_rate_per_s: float = Field(
         default=1.0, gt=0, description="Ceiling of submissions/s per token."
