@@ -62,11 +62,14 @@ class TaskRecord(_Tolerant):
         """CONTRACT §4.3's recommended rule.
 
         Done when ``finished_at`` is set or ``response.success`` is a boolean. Succeeded
-        when ``success`` is true, or when it is missing and every item is in a done
-        state with an ``audio_url``/``stems_url``. A preview ``audio_url`` on a task that
-        is not done never counts. ``success: false`` with playable items (Nexior's
-        "partial" case) is FAILED here; the items stay readable via :meth:`audio_result`,
-        so a caller may still collect them deliberately.
+        when ``success`` is true, or when it is missing (§9 Q4), there is no ``error``
+        and the data show a result: for songs (``type`` "audios" or unknown) every item
+        in a done state with an ``audio_url``/``stems_url``; for the quick endpoints
+        (upload, lyrics, wav, videos), whose data carry no item state, any data at all.
+        A preview ``audio_url`` on a task that is not done never counts.
+        ``success: false`` with playable items (Nexior's "partial" case) is FAILED here;
+        the items stay readable via :meth:`audio_result`, so a caller may still collect
+        them deliberately.
         """
         response = self.response or {}
         success = response.get("success")
@@ -74,9 +77,17 @@ class TaskRecord(_Tolerant):
             return TaskOutcome.PENDING
         if success is True:
             return TaskOutcome.SUCCEEDED
-        if success is None and _all_items_final(self.audio_result()):
+        if success is None and self._result_without_flag(response):
             return TaskOutcome.SUCCEEDED
         return TaskOutcome.FAILED
+
+    def _result_without_flag(self, response: dict[str, Any]) -> bool:
+        """Whether a finished response without ``success`` holds a result."""
+        if response.get("error"):
+            return False
+        if self.type in (None, "audios"):
+            return _all_items_final(self.audio_result())
+        return bool(response.get("data"))
 
     @property
     def error_message(self) -> str | None:
