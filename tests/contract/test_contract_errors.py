@@ -7,6 +7,8 @@ from the emulator's request log and counters, never from the client.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -282,10 +284,15 @@ def test_paid_post_is_not_retried_after_a_500(emu: EmulatorServer, client: Produ
     assert statuses(emu, AUDIOS) == [500]
 
 
-def test_post_is_retried_after_a_429(emu: EmulatorServer, client: Producer) -> None:
+def test_post_is_retried_after_a_429(
+    emu: EmulatorServer, client: Producer, caplog: pytest.LogCaptureFixture
+) -> None:
     """A 429 proves nothing was done, so even a paid POST may be sent again."""
     rule(emu, "too_many_requests_429", times=1)
-    submission = client.audios.submit(SONG)
+    with caplog.at_level(logging.DEBUG, logger="producer_client"):
+        submission = client.audios.submit(SONG)
+    assert "retrying POST /producer/audios" in caplog.text
+    assert_no_token(caplog.text)
     assert statuses(emu, AUDIOS) == [429, 200]
     assert emu.counters()["submissions_total"] == 1
     assert client.tasks.retrieve(submission.task_id) is not None
@@ -334,3 +341,26 @@ async def test_async_client_maps_errors_and_retries(emu: EmulatorServer) -> None
         await araises(BadRequestError, lambda: aclient.audios.submit(bad))
     assert statuses(emu, TASKS) == [401, 500, 200]
     assert statuses(emu, AUDIOS) == [400]
+
+
+def test_poll_gives_up_after_max_retries(emu: EmulatorServer) -> None:
+    emu.configure(faults={"api_error_500": 1.0, "endpoints": ["tasks"]})
+    with quiet_client(emu, max_retries=1) as patient:
+        raises(InternalServerError, lambda: patient.tasks.retrieve("x"))
+        patient.lyrics.create(prompt="submits are not hit")
+    assert statuses(emu, TASKS) == [500, 500]
+
+
+async def test_async_burst_rides_through_the_concurrency_cap(emu: EmulatorServer) -> None:
+    """Eight concurrent submits against a cap of five: the refused ones are retried (a 429
+    proves nothing was created), every song is made once and the cap always held."""
+    emu.configure(max_concurrency=5, time_scale=0.005)  # 200 ms generations
+    async with AsyncProducer(api_token=TOKEN, base_url=emu.url) as aclient:
+        params = [GenerateParams(prompt=f"burst {n}") for n in range(8)]
+        submissions = await asyncio.gather(*(aclient.audios.submit(p) for p in params))
+    counters = emu.counters()
+    assert len({s.task_id for s in submissions}) == 8
+    assert counters["submissions_total"] == 8
+    assert counters["submissions_duplicated"] == 0
+    assert counters["max_in_flight_seen"] == 5
+    assert counters["rejected_429"]["concurrency"] >= 1

@@ -73,6 +73,7 @@ def test_finished_record_has_every_documented_key(emu: EmulatorServer, client: P
     assert record.elapsed == pytest.approx(record.finished_at - record.started_at, abs=0.002)
     assert record.error_message is None
     assert record.raise_for_failure() is record
+    assert record.__pydantic_extra__ == {}, "a record key the client does not model"
 
 
 def test_unknown_id_is_none(emu: EmulatorServer, client: Producer) -> None:
@@ -85,6 +86,14 @@ def test_another_tokens_task_is_unknown(emu: EmulatorServer, client: Producer) -
     with Producer(api_token=OTHER_TOKEN, base_url=emu.url) as other:
         assert other.tasks.retrieve(task_id) is None
         assert other.tasks.retrieve_batch().count == 0
+
+
+def test_wait_within_the_default_poll_limits(emu: EmulatorServer, client: Producer) -> None:
+    """The emulator's default limits (1 poll/s, burst 3; 5 in flight) and a 1 s interval."""
+    emu.configure(poll_rate_per_s=1.0, poll_burst=3, max_concurrency=5)
+    record = client.tasks.wait(submit(client), interval_s=1.0, timeout_s=10.0)
+    assert record.outcome is TaskOutcome.SUCCEEDED
+    assert 429 not in statuses(emu, "/producer/tasks")
 
 
 # -- batches and listings --------------------------------------------------------------
