@@ -23,7 +23,6 @@ from workers.logging import bind_task_context
 from workers.operations.collect import collect_step
 from workers.operations.params import complete_params
 from workers.operations.submit import Finished, StepCall, submit_audio_step
-from workers.runtime import get_services
 from workers.tasks.base import make_call, run_step
 
 
@@ -61,8 +60,7 @@ swap_instrumentals = TASKS["swap_instrumentals"]
 stems = TASKS["stems"]
 
 
-@app.task(bind=True, name=COLLECT_TASK_NAME, acks_late=True)
-def collect(
+def _collect(
     self: Task, outcome: dict[str, Any], continuation: dict[str, Any], **_: Any
 ) -> dict[str, Any]:
     """Store the finished step's files and return its result (runs under the step's id)."""
@@ -72,3 +70,6 @@ def collect(
     call = StepCall(action=cont.action, params={}, key=cont.step_key, context={},
                     celery_task_id=cont.celery_task_id, delivery=cont.delivery)
     return run_step(self, call, lambda svc, _: Finished(collect_step(svc, outcome, cont)))
+
+
+collect: Task = app.task(bind=True, name=COLLECT_TASK_NAME, acks_late=True)(_collect)

@@ -17,7 +17,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from workers.completion.continuations import delivery_from_request
-from workers.ledger import step_key
+from workers.ledger import State, step_key
 from workers.logging import bind_task_context
 from workers.operations.errors import StepFailed, TransientError, backoff_s, classify
 from workers.operations.submit import Finished, Outcome, Paused, StepCall, Wait
@@ -67,13 +67,42 @@ def _deliver(task: Task, call: StepCall, outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Paused):
         task.update_state(state=AWAITING_PROVIDER,
                           meta={"api_task_id": outcome.api_task_id, "step_key": call.key})
+        _restore_finished_state(task, call)
         log.info("step_submitted", step_key=call.key, api_task_id=outcome.api_task_id,
                  adopted=outcome.adopted)
         raise Ignore()
     assert isinstance(outcome, Wait)
+    countdown = _countdown(outcome.countdown_s)
     log.info("step_waiting", step_key=call.key, reason=outcome.reason,
-             countdown_s=round(outcome.countdown_s, 3))
-    raise task.retry(countdown=outcome.countdown_s, max_retries=None)
+             countdown_s=round(countdown, 3))
+    # Re-publish rather than Task.retry: a wait for capacity is not a failure, must not
+    # spend the task's max_retries (Celery's default of 3 failed busy batches) and
+    # writes no RETRY state. Same id, arguments and chain; this run ends with Ignore.
+    task.signature_from_request(countdown=countdown).apply_async()
+    raise Ignore()
+
+
+def _restore_finished_state(task: Task, call: StepCall) -> None:
+    """Undo the AWAITING_PROVIDER write when the step finished meanwhile.
+
+    A redelivered step can pause again while its ``collect`` (resumed from the
+    continuation) is already done: that collect's SUCCESS, written just before, would
+    be overwritten and ``.get()`` would wait forever. The ledger knows better.
+    """
+    entry = get_services().ledger.get(call.key)
+    if entry is None or entry.state not in (State.DONE, State.FAILED):
+        return
+    if entry.state is State.DONE:
+        task.backend.store_result(call.celery_task_id, entry.result, "SUCCESS")
+    else:
+        failed = StepFailed(entry.error_code or "failed", entry.error_message or "step failed")
+        task.backend.store_result(call.celery_task_id, failed, "FAILURE")
+
+
+def _countdown(seconds: float) -> float:
+    # On Redis an ETA message is redelivered once it is held longer than the visibility
+    # timeout, so a countdown must stay well below it (it is short only in tests).
+    return max(0.0, min(seconds, get_services().settings.visibility_timeout_s / 2))
 
 
 def _retry_or_fail(task: Task, call: StepCall, exc: Exception) -> BaseException:
@@ -88,11 +117,15 @@ def _retry_or_fail(task: Task, call: StepCall, exc: Exception) -> BaseException:
         get_services().ledger.mark_failed(call.key, code=failed.code, message=failed.message)
         log.warning("step_failed", step_key=call.key, code=failed.code, message=failed.message)
         return failed
-    delay = backoff_s(attempt)
+    delay = _countdown(backoff_s(attempt))
     log.info("step_retry", step_key=call.key, code=verdict.code, attempt=attempt + 1,
              countdown_s=round(delay, 2))
     kwargs = {**task.request.kwargs, TRANSIENT_ATTEMPT_KW: attempt + 1}
-    return task.retry(countdown=delay, max_retries=None, kwargs=kwargs, exc=verdict)
+    # max_retries=None would mean the task's default (3), not "unlimited": our own
+    # attempt count above is the limit, so Celery's must not be lower.
+    retry: BaseException = task.retry(countdown=delay, max_retries=limit + 1, kwargs=kwargs,
+                                      exc=verdict)
+    return retry
 
 
 __all__ = ["AWAITING_PROVIDER", "StepFailed", "TransientError", "make_call", "run_step"]
