@@ -21,10 +21,18 @@ from producer_client import (
     WavResult,
     request_fingerprint,
 )
-from workers.ledger import Claim, ProviderTask, State
+from workers.ledger import Claim, State
 from workers.operations.errors import StepFailed, classify
 from workers.operations.results import Artifact, StepResult
-from workers.operations.submit import ADOPTION_SLACK_S, BUSY_RECHECK_S, Finished, StepCall, Wait
+from workers.operations.submit import (
+    ADOPTION_SLACK_S,
+    BUSY_RECHECK_S,
+    Finished,
+    StepCall,
+    Wait,
+    recent_provider_tasks,
+    record_refusal,
+)
 from workers.ratelimit import EndpointClass
 from workers.runtime import Services
 from workers.storage import artifact_key
@@ -51,7 +59,11 @@ def quick_body(action: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def run_quick_step(svc: Services, call: StepCall) -> Finished | Wait:
     """Call a quick endpoint exactly once and store what it returned."""
-    body = quick_body(call.action, call.params)
+    try:
+        body = quick_body(call.action, call.params)
+    except StepFailed as failed:
+        record_refusal(svc, call, {"action": call.action, **call.params}, failed)
+        raise
     recorded = svc.ledger.get(call.key)
     if recorded is not None and recorded.state in (State.DONE, State.FAILED):
         return _recorded(recorded.state, recorded.result, recorded.error_code,
@@ -84,9 +96,7 @@ def _adopted_reply(svc: Services, call: StepCall, entry: Any) -> BaseModel | Non
     api_task_id = entry.api_task_id
     if api_task_id is None:
         since = (entry.post_started_at or entry.reserved_at) - ADOPTION_SLACK_S
-        items = svc.client.tasks.retrieve_batch(created_at_min=since, limit=100).items
-        recent = [ProviderTask(r.id, request_fingerprint(r.request), float(r.created_at or 0))
-                  for r in items if r.request]
+        recent = recent_provider_tasks(svc, since)
         found = svc.ledger.adopt_orphan(call.key, recent, owner=call.celery_task_id)
         api_task_id = found.api_task_id if found else None
     record = svc.client.tasks.retrieve(api_task_id) if api_task_id else None

@@ -17,6 +17,7 @@ renders: see :mod:`workers.completion`.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ from producer_client import (
     APIStatusError,
     AudioParams,
     GatewayTimeoutError,
+    ParamsValidationError,
     RateLimitError,
     Submission,
     request_fingerprint,
 )
 from workers.completion.callbacks import callback_url
 from workers.completion.continuations import Continuation
-from workers.ledger import Claim, LedgerEntry, ProviderTask, State
+from workers.ledger import Claim, LedgerEntry, LedgerError, ProviderTask, State
 from workers.operations.errors import StepFailed, TransientError, classify
 from workers.operations.params import audio_params
 from workers.ratelimit import EndpointClass
@@ -43,6 +45,12 @@ ADOPTION_SLACK_S = 120.0
 
 BUSY_RECHECK_S = 5.0
 """Re-queue delay when another delivery of the same step holds its reservation."""
+
+ADOPTION_PAGE_SIZE = 100
+"""Tasks per listing page (the API's cap)."""
+
+ADOPTION_MAX_PAGES = 200
+"""Listing pages read at most: 20,000 tasks created within the adoption window."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,12 @@ Outcome = Finished | Paused | Wait
 
 def submit_audio_step(svc: Services, call: StepCall) -> Outcome:
     """Run the exactly-once submission protocol for one ``/audios`` step."""
-    params = audio_params(call.action, call.params)
+    try:
+        params = audio_params(call.action, call.params)
+    except ParamsValidationError as exc:
+        failed = StepFailed("invalid_params", str(exc))
+        record_refusal(svc, call, {"action": call.action, **call.params}, failed)
+        raise failed from exc
     fingerprint = request_fingerprint(params.to_body())
     recorded = svc.ledger.get(call.key)
     if recorded is not None and recorded.state is not State.RESERVED:
@@ -126,15 +139,47 @@ def _settled(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome:
     return Paused(entry.api_task_id, adopted=entry.adopted)
 
 
+def record_refusal(
+    svc: Services, call: StepCall, body: dict[str, Any], failed: StepFailed
+) -> None:
+    """Record a step refused before any request (invalid params) as ``failed``.
+
+    Only a fresh reservation is failed: an entry that already exists belongs to an
+    earlier run of the key (or to other params) and is left as it is.
+    """
+    with contextlib.suppress(LedgerError):
+        claim, _ = svc.ledger.reserve(call.key, fingerprint=request_fingerprint(body),
+                                      owner=call.celery_task_id)
+        if claim is Claim.NEW:
+            svc.ledger.mark_failed(call.key, code=failed.code, message=failed.message)
+
+
+def recent_provider_tasks(svc: Services, since: float) -> list[ProviderTask]:
+    """Every provider task of this token created at or after ``since`` (epoch s).
+
+    The listing is newest first and capped at :data:`ADOPTION_PAGE_SIZE` per page, so
+    it is paged to the end: an orphan older than the newest page (many rows submitted
+    since) would otherwise be missed and paid for again. Tasks created while paging
+    only push older ones to later offsets, so none is skipped.
+    """
+    found: dict[str, ProviderTask] = {}
+    for offset in range(0, ADOPTION_MAX_PAGES * ADOPTION_PAGE_SIZE, ADOPTION_PAGE_SIZE):
+        page = svc.client.tasks.retrieve_batch(
+            created_at_min=since, limit=ADOPTION_PAGE_SIZE, offset=offset
+        ).items
+        for r in page:
+            if r.request:
+                found[r.id] = ProviderTask(r.id, request_fingerprint(r.request),
+                                           float(r.created_at or 0.0))
+        if len(page) < ADOPTION_PAGE_SIZE:
+            break
+    return list(found.values())
+
+
 def _adopt(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome | None:
     """Find the task an interrupted POST created; None when resubmitting is safe."""
     since = (entry.post_started_at or entry.reserved_at) - ADOPTION_SLACK_S
-    batch = svc.client.tasks.retrieve_batch(created_at_min=since, limit=100)
-    recent = [
-        ProviderTask(r.id, request_fingerprint(r.request), float(r.created_at or 0.0))
-        for r in batch.items
-        if r.request
-    ]
+    recent = recent_provider_tasks(svc, since)
     found = svc.ledger.adopt_orphan(call.key, recent, owner=call.celery_task_id)
     if found is None or found.api_task_id is None:
         return None
@@ -206,4 +251,14 @@ def _save_continuation(
     svc.continuations.save(cont, first_poll_at=now + svc.settings.poll_first_after_s)
 
 
-__all__ = ["Finished", "Outcome", "Paused", "StepCall", "TransientError", "Wait", "submit_audio_step"]
+__all__ = [
+    "Finished",
+    "Outcome",
+    "Paused",
+    "StepCall",
+    "TransientError",
+    "Wait",
+    "recent_provider_tasks",
+    "record_refusal",
+    "submit_audio_step",
+]
