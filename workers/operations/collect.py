@@ -19,7 +19,7 @@ from workers.ledger import State
 from workers.operations.errors import StepFailed
 from workers.operations.results import Artifact, StepResult
 from workers.runtime import Services
-from workers.storage import artifact_key
+from workers.storage import ArtifactConflictError, artifact_key
 
 _EXT_BY_TYPE = {
     "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mpeg": "mp3",
@@ -40,10 +40,11 @@ def collect_step(svc: Services, outcome: dict[str, Any], cont: Continuation) -> 
         _fail(svc, cont, *_failure(outcome))
     result = _audio_result(outcome)
     step = _store_items(svc, cont, result, outcome)
-    data = step.model_dump(mode="json")
-    svc.ledger.mark_done(cont.step_key, result=data)
+    recorded = svc.ledger.mark_done(cont.step_key, result=step.model_dump(mode="json"))
     svc.limiter.release(svc.token_id, cont.step_key)
-    return data
+    # The first finished write wins (a concurrent duplicate collect may have been first):
+    # return what the ledger holds, so every copy of the step answers the same.
+    return recorded.result if recorded.result is not None else step.model_dump(mode="json")
 
 
 def _fail(svc: Services, cont: Continuation, code: str, message: str) -> None:
@@ -93,11 +94,24 @@ def _store_items(
         context=dict(cont.context.get("context") or {}),
         timings=_timings(cont, outcome),
     )
-    meta = svc.store.put_json(
-        artifact_key(*where, cont.api_task_id, "json"), step.model_dump(mode="json")
-    )
+    step, meta = _put_metadata(svc, artifact_key(*where, cont.api_task_id, "json"), step)
     step.artifacts.append(_artifact("metadata", meta, svc, None, None))
     return step
+
+
+def _put_metadata(svc: Services, key: str, step: StepResult) -> tuple[StepResult, Any]:
+    """Write the step's metadata JSON create-only; a copy already there wins.
+
+    A collect redelivered after writing it (the worker died before ``mark_done``)
+    builds a slightly different record (``collected_at``, poller vs callback
+    timings): the stored one is kept and returned, instead of failing the step
+    with a conflict on an object that is in fact this step's own.
+    """
+    try:
+        return step, svc.store.put_json(key, step.model_dump(mode="json"))
+    except ArtifactConflictError:
+        existing = svc.store.get_json(key)  # rewriting the same JSON is a no-op
+        return StepResult.model_validate(existing), svc.store.put_json(key, existing)
 
 
 def _store_item(
