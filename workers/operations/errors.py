@@ -9,9 +9,11 @@ api_not_implemented, disabled, invalid_token,          message (recorded in the 
 token_expired, used_up, forbidden, no_api              again cannot succeed
 429 too_many_requests                                  re-queued after the limiter's pause (the
                                                        shared rate is lowered for every worker)
-500, 502, 503, 504, network errors and timeouts        retried with capped, jittered exponential
-                                                       backoff, at most ``max_transient_retries``
-                                                       times, then fails with the last error
+500, 502, 503, 504, network errors and timeouts,      retried with capped, jittered exponential
+a 2xx reply whose body is not the documented JSON      backoff, at most ``max_transient_retries``
+                                                       times, then fails with the last error; a
+                                                       POST that may have reached the provider
+                                                       is adopted on retry, not paid again
 provider task ended failed                             fails with the provider's message
 provider task never finished (deadline)                fails with ``deadline_exceeded``
 artifact refused (non-http URL, too large, wrong       fails (``artifact_refused``)
@@ -24,14 +26,19 @@ from __future__ import annotations
 
 import random
 
-from producer_client import APIConnectionError, APIStatusError, ParamsValidationError
+from producer_client import (
+    APIConnectionError,
+    APIStatusError,
+    MalformedResponseError,
+    ParamsValidationError,
+)
 from workers.storage import ArtifactError
 
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 120.0
 
 
-class StepFailed(Exception):  # noqa: N818 - the name reads as the state it reports
+class StepFailed(Exception):  # the name reads as the state it reports (not ...Error)
     """A step failed for good; ``code`` and ``message`` are recorded on the step."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -67,6 +74,10 @@ def classify(exc: BaseException) -> StepFailed | TransientError:
         return kind(code, exc.message)
     if isinstance(exc, APIConnectionError):
         return TransientError("network_error", str(exc))
+    if isinstance(exc, MalformedResponseError):
+        # The provider may have accepted the POST and lost only the reply (the task
+        # exists): retrying lets the ledger adopt it instead of failing a paid step.
+        return TransientError("malformed_response", str(exc))
     if isinstance(exc, ArtifactError):
         kind = TransientError if exc.retryable else StepFailed
         return kind("artifact_download" if exc.retryable else "artifact_refused", str(exc))
@@ -76,4 +87,4 @@ def classify(exc: BaseException) -> StepFailed | TransientError:
 def backoff_s(attempt: int, *, rng: random.Random | None = None) -> float:
     """Capped, jittered exponential backoff for the ``attempt``-th retry (0-based)."""
     draw = (rng or random).random()
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + draw / 2)
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0**attempt) * (0.5 + draw / 2)

@@ -32,7 +32,8 @@ def complete_params(
         if not audio_id:
             raise StepFailed(
                 "invalid_params",
-                f"{action}: audio_id: the previous step ({prev.get('action')}) produced no audio id",
+                f"{action}: audio_id: the previous step ({prev.get('action')}) "
+                "produced no audio id",
             )
         merged["audio_id"] = audio_id
     if action in CONTINUES_AT_END and "continue_at" not in merged and prev.get("duration"):
