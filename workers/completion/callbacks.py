@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,12 @@ def _apply(
     cont = store.claim(api_task_id, pending.token_id)
     if cont is None:
         return JSONResponse({"detail": "already completed"}, status_code=409)
-    resume(cont, outcome_from_body(body))
+    try:
+        resume(cont, outcome_from_body(body))
+    except Exception:
+        # Put the claimed continuation back (the poller finishes it) rather than lose it.
+        store.save(cont, first_poll_at=time.time())
+        log.exception("callback_resume_failed", api_task_id=api_task_id)
+        return JSONResponse({"detail": "could not resume; will be polled"}, status_code=503)
     log.info("callback_applied", api_task_id=api_task_id, celery_task_id=cont.celery_task_id)
     return JSONResponse({"ok": True})

@@ -111,7 +111,13 @@ class Poller:
         claimed = self.store.claim(cont.api_task_id, self.token_id)
         if claimed is None:
             return  # a callback won the race
-        self.resume(claimed, outcome)
+        try:
+            self.resume(claimed, outcome)
+        except Exception:
+            # The claim took the continuation out of Redis: put it back, or a failed
+            # publish (broker down) would leave the step waiting forever.
+            self.store.save(claimed, first_poll_at=self.clock() + self.first_poll_after_s)
+            raise
         report.finished += 1
         report.resumed.append(claimed.api_task_id)
 
