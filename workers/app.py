@@ -21,8 +21,15 @@ Configuration chosen, and why:
                                                    come back within 30 min. Countdowns and
                                                    ETAs must stay far below it (Redis
                                                    redelivers them after it).
-``task_time_limit`` = visibility - 300 s           so no body can outlive the visibility
-                                                   timeout and be delivered twice in parallel
+``task_time_limit`` = max(visibility - 300 s,      so no body can outlive the visibility
+visibility x 0.8)                                  timeout and be delivered twice in parallel
+                                                   (the 80 % share keeps it positive when a
+                                                   test sets a visibility of a few seconds)
+short visibility (< 1000 s): restore sweeps        kombu looks for unacked messages of dead
+every visibility / 5 s                             workers only every 10 x 10 s by default;
+                                                   with a short visibility (chaos tests) the
+                                                   sweep and its mutex must be quicker, or a
+                                                   SIGKILLed worker's messages wait minutes
 ``result_expires`` = 86400 s (settings)            results are read within minutes (chains,
                                                    ``.get()``); a day covers a long batch
 ``task_track_started``                             STARTED is visible to ``status`` commands
@@ -61,6 +68,12 @@ MISSING_REDIS_MESSAGE = (
 )
 # Margin between the hard task time limit and the broker's visibility timeout.
 _TIME_LIMIT_MARGIN_S = 300
+# With a short visibility timeout the margin would leave nothing: use this share of it.
+_SHORT_TIME_LIMIT_SHARE = 0.8
+# kombu's default restore sweep runs every unacked_restore_interval (10 s) x
+# unacked_restore_throttle (10): fine for 1800 s, far too slow below ~1000 s.
+_DEFAULT_RESTORE_PERIOD_S = 100
+_RESTORE_SWEEPS_PER_VISIBILITY = 5
 _logging_options: dict[str, Any] = {"json": None, "level": "INFO"}
 
 
@@ -84,8 +97,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
-        "task_time_limit": settings.visibility_timeout_s - _TIME_LIMIT_MARGIN_S,
+        "broker_transport_options": transport_options(settings.visibility_timeout_s),
+        "task_time_limit": time_limit_s(settings.visibility_timeout_s),
         "result_expires": settings.result_expires_s,
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
@@ -93,6 +106,26 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "imports": task_modules(),
     }
+
+
+def time_limit_s(visibility_timeout_s: int) -> float:
+    """Hard time limit of a task body: always positive and below the visibility timeout."""
+    return max(visibility_timeout_s - _TIME_LIMIT_MARGIN_S,
+               visibility_timeout_s * _SHORT_TIME_LIMIT_SHARE)
+
+
+def transport_options(visibility_timeout_s: int) -> dict[str, Any]:
+    """Redis transport options: the visibility timeout, and quick sweeps when it is short."""
+    options: dict[str, Any] = {"visibility_timeout": visibility_timeout_s}
+    if visibility_timeout_s < _DEFAULT_RESTORE_PERIOD_S * 10:
+        options.update(
+            unacked_restore_interval=max(1, visibility_timeout_s // _RESTORE_SWEEPS_PER_VISIBILITY),
+            unacked_restore_throttle=1,
+            # A worker killed while it holds the sweep mutex blocks every sweep until
+            # the mutex expires (300 s by default).
+            unacked_mutex_expire=min(300, max(5, visibility_timeout_s)),
+        )
+    return options
 
 
 def create_app(settings: Settings | None = None) -> Celery:
