@@ -25,10 +25,16 @@ from workers.constants import (
     REQUEUE_JITTER_FRACTION,
     TOKEN_ID_HEX_CHARS,
 )
-from workers.ratelimit.backend import Backend, BucketCall, BucketOp, EndpointClass
+from workers.ratelimit.backend import Backend, BucketCall, BucketOp, BucketReply, EndpointClass
 from workers.ratelimit.bucket import Limits, Tuning
 from workers.ratelimit.status import LimitStatus, limit_status
 from workers.settings import Settings
+
+RESET_FIELDS = (
+    "ceiling", "burst", "rate", "w_max", "pause_until", "strikes",
+    "tokens", "ts", "acc", "acc_ts", "inc_ts",
+)
+"""Everything ``reset`` forgets; ``epoch`` stays so late replies remain recognisably stale."""
 
 POLL_PATHS = frozenset({"/producer/tasks"})
 """Paths that spend the poll budget; every other Producer path is a submission."""
@@ -113,9 +119,9 @@ class Limiter:
 
     def _call(
         self, token_id: str, endpoint: EndpointClass, op: BucketOp, cost: float, **extra: float
-    ) -> tuple[int, int, int, float, float]:
+    ) -> BucketReply:
         call = BucketCall(op, cost, self.defaults.limits(endpoint), self.tuning, **extra)
-        return tuple(self.backend.bucket(token_id, endpoint, call))  # type: ignore[return-value]
+        return self.backend.bucket(token_id, endpoint, call)
 
     def acquire(
         self, token_id: str, endpoint: EndpointClass = EndpointClass.SUBMIT, cost: float = 1.0
@@ -123,14 +129,14 @@ class Limiter:
         """Take ``cost`` tokens now, or learn how long until they exist. Never blocks."""
         if cost <= 0:
             raise ValueError("cost must be positive")
-        code, wait_ms, epoch, _, _ = self._call(token_id, endpoint, "take", cost)
-        return Decision(bool(code), wait_ms, epoch, "" if code else "rate")
+        reply = self._call(token_id, endpoint, "take", cost)
+        return Decision(bool(reply.code), reply.wait_ms, reply.epoch, "" if reply.code else "rate")
 
     def report_success(
         self, token_id: str, endpoint: EndpointClass = EndpointClass.SUBMIT, cost: float = 1.0
     ) -> float:
         """Tell the limiter a call went through; returns the learned rate (tokens/s)."""
-        return self._call(token_id, endpoint, "success", cost)[3]
+        return self._call(token_id, endpoint, "success", cost).rate
 
     def report_throttled(
         self,
@@ -150,7 +156,7 @@ class Limiter:
             "retry_after_s": -1.0 if retry_after_s is None else max(0.0, retry_after_s),
             "epoch": -1.0 if epoch is None else float(epoch),
         }
-        return self._call(token_id, endpoint, "throttle", 1.0, **extra)[1] / 1000.0
+        return self._call(token_id, endpoint, "throttle", 1.0, **extra).wait_ms / 1000.0
 
     def lease(self, token_id: str, lease_id: str, ttl_s: float | None = None) -> Decision:
         """Take an in-flight slot for ``lease_id`` (idempotent: a held id is renewed)."""
@@ -202,8 +208,8 @@ class Limiter:
         self.backend.update(token_id, EndpointClass.SUBMIT, {"max_in_flight": float(value)})
 
     def reset(self, token_id: str) -> None:
-        """Drop runtime overrides and the learned rate; settings apply again. Leases stay."""
-        learned = ["ceiling", "burst", "rate", "w_max", "pause_until", "strikes"]
+        """Drop runtime overrides, the learned rate and any pause: a full bucket at the
+        settings' limits. Leases stay (they are generations really in flight)."""
         for endpoint in EndpointClass:
             extra = ["max_in_flight"] if endpoint is EndpointClass.SUBMIT else []
-            self.backend.update(token_id, endpoint, {}, learned + extra)
+            self.backend.update(token_id, endpoint, {}, [*RESET_FIELDS, *extra])

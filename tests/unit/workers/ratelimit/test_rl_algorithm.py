@@ -211,6 +211,8 @@ def test_reset_returns_to_the_settings(limiter: Limiter) -> None:
     assert status.poll.ceiling == 1
     assert status.max_in_flight == 3
     assert status.submit.overrides == ()
+    assert status.submit.tokens == 5  # the pause is gone too
+    assert limiter.acquire("tok").granted
 
 
 @pytest.mark.parametrize("bad", [{"ceiling": 0}, {"burst": -1}, {"rate": 0}])
