@@ -8,6 +8,7 @@ from the emulator's request log and counters, never from the client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ from producer_client import (
     APIConnectionError,
     APITimeoutError,
     AsyncProducer,
+    AudioParams,
     BadRequestError,
     ExtendParams,
     ForbiddenError,
@@ -53,6 +55,7 @@ __all__ = ["client", "emu", "server"]  # fixtures imported for pytest
 AUDIOS = "/producer/audios"
 TASKS = "/producer/tasks"
 SONG = GenerateParams(prompt="an error test")
+UNKNOWN_MODEL: dict[str, Any] = {"prompt": "x", "model": "FUZZ-9"}
 
 
 def rule(emu: EmulatorServer, fault: str, path: str = AUDIOS, **extra: Any) -> None:
@@ -103,7 +106,7 @@ def test_unknown_path_is_no_api(emu: EmulatorServer, client: Producer) -> None:
 
 # -- bad requests: refused by the client, and by the server ----------------------------
 
-INVALID = {
+INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "model": ({"model": "FUZZ-9"}, "model is invalid."),
     "weirdness": ({"weirdness": 1.5}, "weirdness must be between 0 and 1."),
     "sound_strength": ({"sound_strength": 0.1}, "sound_strength must be between 0.2 and 1."),
@@ -129,7 +132,8 @@ def test_server_refuses_what_the_client_would(
 ) -> None:
     """``model_construct`` skips the client's checks, so the server's 400 is reached."""
     changes, message = INVALID[field]
-    unchecked = GenerateParams.model_construct(**{"prompt": "x", **changes})
+    fields: dict[str, Any] = {"prompt": "x", **changes}
+    unchecked = GenerateParams.model_construct(**fields)
     error = raises(BadRequestError, lambda: client.audios.submit(unchecked))
     assert (error.status_code, error.code, error.message) == (400, "bad_request", message)
     assert "success" not in error.body
@@ -142,7 +146,7 @@ def test_server_only_checks(emu: EmulatorServer, client: Producer) -> None:
     song = make_song(client)
     assert song.id is not None
     assert song.duration is not None
-    calls = {
+    calls: dict[str, AudioParams] = {
         "audio_id missing-id is not found.": StemsParams(audio_id="missing-id"),
         "continue_at is beyond the end of the song.": ExtendParams(
             audio_id=song.id, continue_at=song.duration + 1
@@ -152,7 +156,7 @@ def test_server_only_checks(emu: EmulatorServer, client: Producer) -> None:
         ),
     }
     for message, params in calls.items():
-        error = raises(BadRequestError, lambda p=params: client.audios.create(p))
+        error = raises(BadRequestError, functools.partial(client.audios.create, params))
         assert error.message == message
     assert statuses(emu, AUDIOS) == [200, 400, 400, 400]
 
@@ -337,7 +341,7 @@ async def test_async_client_maps_errors_and_retries(emu: EmulatorServer) -> None
         await araises(InvalidTokenError, lambda: wrong.tasks.retrieve("x"))
     async with AsyncProducer(api_token=TOKEN, base_url=emu.url) as aclient:
         assert await aclient.tasks.retrieve("x") is None
-        bad = GenerateParams.model_construct(prompt="x", model="FUZZ-9")
+        bad = GenerateParams.model_construct(**UNKNOWN_MODEL)
         await araises(BadRequestError, lambda: aclient.audios.submit(bad))
     assert statuses(emu, TASKS) == [401, 500, 200]
     assert statuses(emu, AUDIOS) == [400]

@@ -167,7 +167,8 @@ def _provoke(emu: EmulatorServer, client: Producer, code: str, message: str | No
     elif code == "bad_request":
         from producer_client import GenerateParams
 
-        client.audios.submit(GenerateParams.model_construct(prompt="x", model="FUZZ-9"))
+        unknown_model: dict[str, Any] = {"prompt": "x", "model": "FUZZ-9"}
+        client.audios.submit(GenerateParams.model_construct(**unknown_model))
     elif code == "api_error" and message == "fetch failed":
         client.upload.create(audio_url=f"{emu.url}/media/00000000-0000-4000-8000-000000000000.wav")
     else:

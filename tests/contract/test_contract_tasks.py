@@ -123,13 +123,12 @@ def test_retrieve_batch_lists_recent_tasks_with_filters(
 
 def test_retrieve_batch_filters_by_creation_time(emu: EmulatorServer, client: Producer) -> None:
     ids = [submit(client, title=f"Time {n}") for n in range(3)]
-    records = {r.id: r for r in client.tasks.retrieve_batch(ids).items}
-    middle = records[ids[1]].created_at
-    assert middle is not None
+    created = {r.id: r.created_at or 0.0 for r in client.tasks.retrieve_batch(ids).items}
+    middle = created[ids[1]]
     newer = client.tasks.retrieve_batch(created_at_min=middle)
     older = client.tasks.retrieve_batch(created_at_max=middle)
-    assert {r.id for r in newer.items} == {i for i, r in records.items() if r.created_at >= middle}
-    assert {r.id for r in older.items} == {i for i, r in records.items() if r.created_at <= middle}
+    assert {r.id for r in newer.items} == {i for i, t in created.items() if t >= middle}
+    assert {r.id for r in older.items} == {i for i, t in created.items() if t <= middle}
     assert ids[1] in {r.id for r in newer.items} & {r.id for r in older.items}
 
 
