@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 from producer_client import AudioItem, AudioResult, TaskRecord
 from workers.completion.continuations import Continuation
-from workers.ledger import State
+from workers.ledger import LedgerEntry, State
 from workers.operations.errors import StepFailed
-from workers.operations.results import Artifact, StepResult
+from workers.operations.results import Artifact, StepResult, split_context, with_outputs
 from workers.runtime import Services
 from workers.storage import ArtifactConflictError, artifact_key
 
@@ -32,24 +32,37 @@ _KNOWN_EXTS = frozenset(_EXT_BY_TYPE.values()) | {"jpeg", "aac", "flac", "ogg"}
 def collect_step(svc: Services, outcome: dict[str, Any], cont: Continuation) -> dict[str, Any]:
     """Turn a finished provider task into a stored :class:`StepResult` (as a dict)."""
     entry = svc.ledger.get(cont.step_key)
-    if entry is not None and entry.state is State.DONE and entry.result is not None:
-        svc.limiter.release(svc.token_id, cont.step_key)
-        return entry.result
+    if entry is not None and entry.state in (State.DONE, State.FAILED):
+        return _already_finished(svc, cont, entry)
     status = outcome.get("status")
     if status != "succeeded":
         _fail(svc, cont, *_failure(outcome))
     result = _audio_result(outcome)
     step = _store_items(svc, cont, result, outcome)
     recorded = svc.ledger.mark_done(cont.step_key, result=step.model_dump(mode="json"))
-    svc.limiter.release(svc.token_id, cont.step_key)
+    _release(svc, cont)
     # The first finished write wins (a concurrent duplicate collect may have been first):
     # return what the ledger holds, so every copy of the step answers the same.
     return recorded.result if recorded.result is not None else step.model_dump(mode="json")
 
 
+def _already_finished(svc: Services, cont: Continuation, entry: LedgerEntry) -> dict[str, Any]:
+    """A redelivered or repeated collect: answer what the ledger recorded."""
+    _release(svc, cont)
+    if entry.state is State.FAILED:
+        raise StepFailed(entry.error_code or "failed", entry.error_message or "step failed")
+    return entry.result or {}
+
+
+def _release(svc: Services, cont: Continuation) -> None:
+    # The step holds nothing any more: its in-flight slot and its claimed continuation.
+    svc.limiter.release(svc.token_id, cont.step_key)
+    svc.continuations.finished(cont.api_task_id, cont.token_id)
+
+
 def _fail(svc: Services, cont: Continuation, code: str, message: str) -> None:
     svc.ledger.mark_failed(cont.step_key, code=code, message=message)
-    svc.limiter.release(svc.token_id, cont.step_key)
+    _release(svc, cont)
     raise StepFailed(code, message)
 
 
@@ -84,6 +97,7 @@ def _store_items(
     for item in result.data:
         artifacts.extend(_store_item(svc, where, cont, item))
     first = next((i for i in result.data if i.id), result.data[0] if result.data else None)
+    context, prior = split_context(cont.context.get("context") or {})
     step = StepResult(
         action=cont.action, step_key=cont.step_key, api_task_id=cont.api_task_id,
         audio_id=first.id if first else None, title=first.title if first else None,
@@ -91,9 +105,9 @@ def _store_items(
         model=first.model if first else None,
         items=[i.model_dump(mode="json", exclude_none=True) for i in result.data],
         artifacts=artifacts, params=dict(cont.context.get("params") or {}),
-        context=dict(cont.context.get("context") or {}),
-        timings=_timings(cont, outcome),
+        context=context, timings=_timings(cont, outcome),
     )
+    step = with_outputs(step, prior, lyric=first.lyric if first else None)
     step, meta = _put_metadata(svc, artifact_key(*where, cont.api_task_id, "json"), step)
     step.artifacts.append(_artifact("metadata", meta, svc, None, None))
     return step

@@ -23,7 +23,7 @@ from producer_client import (
 )
 from workers.ledger import Claim, State
 from workers.operations.errors import StepFailed, classify
-from workers.operations.results import Artifact, StepResult
+from workers.operations.results import Artifact, StepResult, split_context, with_outputs
 from workers.operations.submit import (
     ADOPTION_SLACK_S,
     BUSY_RECHECK_S,
@@ -32,6 +32,7 @@ from workers.operations.submit import (
     Wait,
     recent_provider_tasks,
     record_refusal,
+    submitting,
 )
 from workers.ratelimit import EndpointClass
 from workers.runtime import Services
@@ -78,10 +79,23 @@ def run_quick_step(svc: Services, call: StepCall) -> Finished | Wait:
         return Wait(BUSY_RECHECK_S, "busy")
     if claim in (Claim.DONE, Claim.FAILED):
         return _recorded(entry.state, entry.result, entry.error_code, entry.error_message)
-    reply = _adopted_reply(svc, call, entry) if entry.needs_adoption or entry.api_task_id else None
-    if reply is None:
-        reply = _post(svc, call, body)
+    with submitting(svc, call.key) as held:
+        if not held:  # another delivery of this very task is calling right now
+            return Wait(BUSY_RECHECK_S, "submitting")
+        reply = _reply_once(svc, call, body)
+    if isinstance(reply, Finished):
+        return reply
     return Finished(_finish(svc, call, reply))
+
+
+def _reply_once(svc: Services, call: StepCall, body: dict[str, Any]) -> BaseModel | Finished:
+    """Under the submit lock: the recorded outcome, the adopted reply, or a new call's."""
+    entry = svc.ledger.get(call.key)
+    if entry is not None and entry.state in (State.DONE, State.FAILED):
+        return _recorded(entry.state, entry.result, entry.error_code, entry.error_message)
+    resumable = entry is not None and (entry.needs_adoption or entry.api_task_id)
+    reply = _adopted_reply(svc, call, entry) if resumable else None
+    return reply if reply is not None else _post(svc, call, body)
 
 
 def _recorded(
@@ -129,12 +143,15 @@ def _finish(svc: Services, call: StepCall, reply: BaseModel) -> dict[str, Any]:
     where = _location(call)
     artifacts = _store(svc, call, reply, where)
     data = reply.model_dump(mode="json", exclude_none=True)
+    context, prior = split_context(call.context)
     step = StepResult(
         action=call.action, step_key=call.key, api_task_id=getattr(reply, "task_id", None),
         audio_id=getattr(reply, "audio_id", None) or call.params.get("audio_id"),
         title=getattr(reply, "title", None), artifacts=artifacts, params=call.params,
-        context=call.context, timings={"finished_at": time.time()}, extra=data,
+        context=context, timings={"finished_at": time.time()}, extra=data,
     )
+    # A lyrics step's text (or an upload's transcription) feeds `{steps.NAME.lyric}`.
+    step = with_outputs(step, prior, lyric=data.get("lyrics") or data.get("lyric"))
     result = step.model_dump(mode="json")
     svc.ledger.mark_done(call.key, result=result)
     return result

@@ -1,10 +1,28 @@
-"""What a step returns: a typed, JSON-serializable record of what was made and stored."""
+"""What a step returns: a typed, JSON-serializable record of what was made and stored.
+
+Every result also carries ``outputs``: a small summary (:data:`OUTPUT_FIELDS`) of
+this step and of every earlier step of the same chain, keyed by step name. A later
+step's params can refer to any of them (``{"$ref": "steps.NAME.FIELD"}``, see
+:mod:`workers.operations.params`), not only to the step right before it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+OUTPUT_FIELDS = ("audio_id", "duration", "title", "seed", "model", "api_task_id", "lyric")
+"""The fields of a step's summary in ``outputs`` (what ``{steps.NAME.FIELD}`` may name)."""
+
+PRIOR_OUTPUTS_KEY = "prior_outputs"
+"""Context key that carries the earlier steps' outputs from the step task to its result.
+
+A paused step's result is built later by ``collect``, which only sees what the
+continuation saved (params and context), so the outputs travel in the context and
+are taken out again before the context is recorded in the result.
+"""
 
 
 class Artifact(BaseModel):
@@ -38,3 +56,49 @@ class StepResult(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Summaries of this step (under its step name) and of every earlier step."""
+
+
+def prior_outputs(prev: Mapping[str, Any] | list[Any] | None) -> dict[str, dict[str, Any]]:
+    """The ``outputs`` a step inherits from the previous result (or a chord's list of them).
+
+    The results of a group all repeat the history before the group, so merging them
+    in order loses nothing and adds each copy's own summary (``NAME#1``, ``NAME#2`` ...).
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for result in prev if isinstance(prev, list) else [prev]:
+        if isinstance(result, Mapping):
+            merged.update(result.get("outputs") or {})
+    return merged
+
+
+def split_context(context: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(context without the carried outputs, the carried outputs)``."""
+    clean = {k: v for k, v in context.items() if k != PRIOR_OUTPUTS_KEY}
+    return clean, dict(context.get(PRIOR_OUTPUTS_KEY) or {})
+
+
+def with_outputs(
+    step: StepResult, prior: Mapping[str, dict[str, Any]], *, lyric: str | None = None
+) -> StepResult:
+    """Set ``step.outputs``: ``prior`` plus this step's summary under its step name."""
+    name = str(step.context.get("step") or step.action)
+    summary: dict[str, Any] = {
+        "audio_id": step.audio_id, "duration": step.duration, "title": step.title,
+        "seed": step.seed, "model": step.model, "api_task_id": step.api_task_id,
+        "lyric": lyric,
+    }
+    step.outputs = {**prior, name: summary}
+    return step
+
+
+def carry_outputs(
+    context: Mapping[str, Any] | None, prev: Mapping[str, Any] | list[Any] | None
+) -> dict[str, Any]:
+    """The step's context plus the outputs it inherits from ``prev`` (see PRIOR_OUTPUTS_KEY)."""
+    carried = dict(context or {})
+    prior = prior_outputs(prev)
+    if prior:
+        carried[PRIOR_OUTPUTS_KEY] = prior
+    return carried

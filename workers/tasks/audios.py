@@ -21,7 +21,8 @@ from workers.completion.continuations import Continuation
 from workers.completion.resume import COLLECT_TASK_NAME
 from workers.logging import bind_task_context
 from workers.operations.collect import collect_step
-from workers.operations.params import complete_params
+from workers.operations.params import Prev, complete_params
+from workers.operations.results import carry_outputs
 from workers.operations.submit import Finished, StepCall, submit_audio_step
 from workers.tasks.base import make_call, run_step
 
@@ -29,14 +30,14 @@ from workers.tasks.base import make_call, run_step
 def _audio_task(action: str) -> Task:
     def step(
         self: Task,
-        prev: dict[str, Any] | None = None,
+        prev: Prev = None,
         params: dict[str, Any] | None = None,
         key: str | None = None,
         context: dict[str, Any] | None = None,
         **_: Any,
     ) -> dict[str, Any]:
         full = complete_params(action, params, prev)
-        call = make_call(self, action, full, key, context or {})
+        call = make_call(self, action, full, key, carry_outputs(context, prev))
         return run_step(self, call, submit_audio_step)
 
     step.__name__ = action

@@ -12,22 +12,23 @@ from typing import Any
 from celery import Task
 
 from workers.app import app
-from workers.operations.params import complete_params
+from workers.operations.params import Prev, complete_params
 from workers.operations.quick import QUICK_ACTIONS, run_quick_step
+from workers.operations.results import carry_outputs
 from workers.tasks.base import make_call, run_step
 
 
 def _quick_task(action: str) -> Task:
     def step(
         self: Task,
-        prev: dict[str, Any] | None = None,
+        prev: Prev = None,
         params: dict[str, Any] | None = None,
         key: str | None = None,
         context: dict[str, Any] | None = None,
         **_: Any,
     ) -> dict[str, Any]:
         full = complete_params(action, params, prev)
-        call = make_call(self, action, full, key, context or {})
+        call = make_call(self, action, full, key, carry_outputs(context, prev))
         return run_step(self, call, run_quick_step)
 
     step.__name__ = action
