@@ -17,7 +17,13 @@ from producer_client import AudioItem, AudioResult, TaskRecord
 from workers.completion.continuations import Continuation
 from workers.ledger import LedgerEntry, State
 from workers.operations.errors import StepFailed
-from workers.operations.results import Artifact, StepResult, split_context, with_outputs
+from workers.operations.results import (
+    Artifact,
+    StepResult,
+    split_context,
+    storage_step,
+    with_outputs,
+)
 from workers.runtime import Services
 from workers.storage import ArtifactConflictError, artifact_key
 
@@ -164,7 +170,7 @@ def _location(cont: Continuation) -> tuple[str, str, str]:
     ctx = cont.context.get("context") or {}
     batch = str(ctx.get("batch") or "adhoc")
     row = str(ctx.get("row") or cont.delivery.get("root_id") or cont.celery_task_id)
-    step = str(ctx.get("step") or cont.action)
+    step = storage_step(str(ctx.get("step") or cont.action))
     return batch, row, step
 
 

@@ -23,7 +23,13 @@ from producer_client import (
 )
 from workers.ledger import Claim, State
 from workers.operations.errors import StepFailed, classify
-from workers.operations.results import Artifact, StepResult, split_context, with_outputs
+from workers.operations.results import (
+    Artifact,
+    StepResult,
+    split_context,
+    storage_step,
+    with_outputs,
+)
 from workers.operations.submit import (
     ADOPTION_SLACK_S,
     BUSY_RECHECK_S,
@@ -180,4 +186,4 @@ def _location(call: StepCall) -> tuple[str, str, str]:
     ctx = call.context
     batch = str(ctx.get("batch") or "adhoc")
     row = str(ctx.get("row") or call.delivery.get("root_id") or call.celery_task_id)
-    return batch, row, str(ctx.get("step") or call.action)
+    return batch, row, storage_step(str(ctx.get("step") or call.action))

@@ -102,3 +102,13 @@ def carry_outputs(
     if prior:
         carried[PRIOR_OUTPUTS_KEY] = prior
     return carried
+
+
+def storage_step(step: str) -> str:
+    """The storage-key component of a step name.
+
+    Copies of a repeated step are named ``NAME#1 .. NAME#N``, but ``#`` is not allowed
+    in storage keys: they are stored under ``NAME.1 .. NAME.N`` (a pipeline step name
+    cannot contain a dot, so this never clashes with another step).
+    """
+    return step.replace("#", ".")
