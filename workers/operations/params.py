@@ -81,7 +81,7 @@ def _resolve(action: str, param: str, ref: Any, outputs: Mapping[str, Any]) -> A
         raise StepFailed("invalid_params", f"{action}: {param}: no earlier step {step!r} "
                                            f"in this chain (steps with outputs: {known})")
     value = summary.get(field)
-    if value is None:
+    if value is None or value == "":
         raise StepFailed("invalid_params",
                          f"{action}: {param}: step {step} has no output {field} ({ref})")
     return value

@@ -285,8 +285,8 @@ def test_bad_template(template: str) -> None:
 
 
 def test_reference_to_a_copy_a_step_does_not_have() -> None:
-    message = problem_of({**gen(), "repeat": 2}, {"name": "st", "action": "stems",
-                                                   "params": {"audio_id": "{steps.gen#3.audio_id}"}})
+    stems = {"name": "st", "action": "stems", "params": {"audio_id": "{steps.gen#3.audio_id}"}}
+    message = problem_of({**gen(), "repeat": 2}, stems)
     assert message.startswith("pipeline 'p', step 'st', param 'audio_id': step 'gen' runs 2 "
                               "time(s), there is no copy #3")
 
