@@ -46,6 +46,16 @@ _PLACEHOLDERS: dict[str, Any] = {
 assert set(_PLACEHOLDERS) == set(OUTPUT_FIELDS)
 
 
+# Outputs a quick action's result never has (its reply carries no such field), so a
+# reference to one is refused when the pipeline is loaded, not when a row is paid for.
+MISSING_OUTPUTS: dict[str, frozenset[str]] = {
+    "lyrics": frozenset({"audio_id", "duration", "seed", "model"}),
+    "upload": frozenset({"duration", "title", "seed", "model"}),
+    "wav": frozenset({"duration", "seed", "model", "lyric"}),
+    "videos": frozenset({"duration", "title", "seed", "model", "lyric"}),
+}
+
+
 class TemplateError(ValueError):
     """A value that looks like a template but is not a valid one."""
 

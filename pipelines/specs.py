@@ -37,6 +37,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.refs import (
     KNOWN_ACTIONS,
+    MISSING_OUTPUTS,
     STEP_NAME,
     RowRef,
     StepRef,
@@ -154,6 +155,9 @@ def where(pipeline: str, step: str | None, kind: str, name: str) -> str:
 def pipeline_problems(spec: PipelineSpec) -> list[str]:
     """Every problem of ``spec`` that does not depend on a row."""
     problems: list[str] = []
+    if not STEP_NAME.match(spec.name):
+        problems.append(f"{where(spec.name, None, 'field', 'name')}: a pipeline name may hold "
+                        "only letters, digits, '_' and '-'")
     seen: set[str] = set()
     for index, step in enumerate(spec.steps):
         problems.extend(_step_problems(spec, index, seen))
@@ -230,9 +234,11 @@ def _ref_problem(spec: PipelineSpec, index: int, ref: StepRef, text: str) -> str
         return f"step {ref.step!r} refers to itself in {text}"
     if target > index:
         return f"step {ref.step!r} runs after this step, so {text} is not known yet"
-    repeat = spec.steps[target].repeat
+    repeat, action = spec.steps[target].repeat, spec.steps[target].action
     if ref.copy is not None and ref.copy > repeat:
         return f"step {ref.step!r} runs {repeat} time(s), there is no copy #{ref.copy} in {text}"
+    if ref.field in MISSING_OUTPUTS.get(action, ()):
+        return f"step {ref.step!r} ({action}) has no output {ref.field!r} in {text}"
     return None
 
 

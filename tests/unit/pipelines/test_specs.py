@@ -291,6 +291,27 @@ def test_reference_to_a_copy_a_step_does_not_have() -> None:
                               "time(s), there is no copy #3")
 
 
+@pytest.mark.parametrize(("action", "params", "field"), [
+    ("upload", {"audio_url": "{row.url}"}, "duration"),
+    ("lyrics", {"prompt": "{row.prompt}"}, "audio_id"),
+    ("videos", {}, "title"),
+])
+def test_reference_to_an_output_the_action_never_has(
+    action: str, params: dict[str, Any], field: str
+) -> None:
+    before = [gen()] if action == "videos" else []  # videos exports an earlier song
+    source = {"name": "src", "action": action, "params": params}
+    message = problem_of(*before, source, {"name": "last", "action": "generate", "params": {
+        "prompt": "x", "title": f"{{steps.src.{field}}}"}})
+    assert message.startswith(f"pipeline 'p', step 'last', param 'title': step 'src' "
+                              f"({action}) has no output '{field}'")
+
+
+def test_pipeline_name() -> None:
+    with pytest.raises(PipelineSpecError, match="pipeline 'a b', field 'name': a pipeline name"):
+        spec(gen(), name="a b")
+
+
 def test_reference_of_the_wrong_kind_for_the_param() -> None:
     message = problem_of(gen(), {"name": "ext", "action": "extend",
                                  "params": {"continue_at": "{steps.gen.title}"}})
