@@ -42,6 +42,18 @@ LEDGER_CLAIM_PREFIX = KEY_PREFIX + "ledger-claim:"
 # Continuations of steps waiting for the provider (workers/completion).
 INFLIGHT_PREFIX = KEY_PREFIX + "inflight:"
 
+# --- Spend control (pipelines/spend.py, pipelines/spend.lua) ------------------
+# Keys: SPEND_PREFIX + "batch:<batch_id>" (totals hash), + "batch:<batch_id>:holds"
+# (one field per reservation key) and SPEND_GLOBAL_KEY (fleet totals + runtime cap).
+# No TTL: they are money records; SpendGuard.forget(batch_id) drops a batch's keys.
+SPEND_PREFIX = KEY_PREFIX + "spend:"
+SPEND_GLOBAL_KEY = SPEND_PREFIX + "global"
+
+# Amounts are stored as integers of this many units per currency unit (USD or
+# credits): integer sums are exact, so no float drift can creep past a cap.
+SPEND_MICROS_PER_UNIT = 1_000_000
+# --- end of spend control block ----------------------------------------------
+
 # Batches (pipelines/batches.py).
 BATCH_PREFIX = KEY_PREFIX + "batch:"
 

@@ -9,11 +9,15 @@ this module reads ``os.environ``.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
+
+# An amount with an optional unit: "25", "25 USD", "$25", "250 credits" (spend caps).
+SPEND_CAP_PATTERN = r"^\s*\$?\s*\d+(\.\d+)?\s*(usd|USD|credits?|CREDITS?)?\s*$"
 
 
 class Settings(BaseSettings):
@@ -97,6 +101,22 @@ class Settings(BaseSettings):
         default=8,
         ge=0,
         description="Retries of a step after 5xx/504/network errors before failing.",
+    )
+    prices_file: Path | None = Field(
+        default=None,
+        description=(
+            "TOML file overriding the built-in price table (pipelines/prices.toml): "
+            "currency, usd_per_credit and [prices] per action."
+        ),
+    )
+    global_spend_cap: str | None = Field(
+        default=None,
+        pattern=SPEND_CAP_PATTERN,
+        description=(
+            "Default cap on the fleet's total spend, e.g. '25 USD' or '250 credits' (a bare "
+            "number is in the price table's currency); unset: no global cap. "
+            "Changeable at runtime (SpendGuard.set_global_cap)."
+        ),
     )
     log_json: bool | None = Field(
         default=None, description="JSON logs; default: JSON unless stderr is a terminal."
