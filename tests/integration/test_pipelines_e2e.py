@@ -10,6 +10,7 @@ referenced step's value, and ``outputs`` carries the history of the row.
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from celery import chain
+from celery.backends.asynchronous import AsyncBackendMixin
 
 from pipelines.canvas import build_row_canvas, calls_per_row, validate_row
 from pipelines.refs import StepRef
@@ -46,6 +48,24 @@ def pipelines_fleet(
     """One fleet for the module (rows are told apart by their batch ids)."""
     with fleet(redis_server_url, tmp_path_factory.mktemp("artifacts"), concurrency=4) as f:
         yield f
+        _drop_result_waiters()
+
+
+def _drop_result_waiters() -> None:
+    """Release every result a backend of this process still waits on, while Redis is up.
+
+    A worker thread that applies a chord registers the header's results as waiters in
+    its own (thread-local) result backend, and nothing there ever waits for them, so
+    they live until interpreter exit; their ``__del__`` (an unsubscribe) then fails
+    once the session's embedded Redis has stopped.
+    """
+    backends = [o for o in gc.get_objects() if isinstance(o, AsyncBackendMixin)]
+    for backend in backends:
+        for mapping in backend._pending_results:
+            for waiters in list(mapping.values()):
+                for result in list(waiters.values()):
+                    backend.remove_pending_result(result)
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
