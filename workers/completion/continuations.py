@@ -15,7 +15,15 @@ Redis layout (all under ``constants.INFLIGHT_PREFIX``):
 
 * ``task:<api_task_id>`` — the continuation JSON;
 * ``due:<token_id>`` — sorted set of api task ids scored by when to poll next;
-* ``cb:<callback_id>`` — api task id a signed callback URL belongs to.
+* ``cb:<callback_id>`` — api task id a signed callback URL belongs to;
+* ``claimed:<api_task_id>`` — the continuation after its claim, kept until the
+  step's ``collect`` reports it :meth:`~ContinuationStore.finished`;
+* ``resumed:<token_id>`` — sorted set of claimed api task ids scored by claim time.
+
+A ``collect`` message can be lost (a worker SIGKILLed right after the broker handed
+it over); the claimed copy lets the poller find such a step and put its
+continuation back (:meth:`~ContinuationStore.unclaim`) instead of leaving it
+waiting forever.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ from pydantic import BaseModel, Field
 from workers.constants import INFLIGHT_PREFIX
 
 _CLAIM_LUA = (Path(__file__).with_name("claim.lua")).read_text()
+_UNCLAIM_LUA = (Path(__file__).with_name("unclaim.lua")).read_text()
+
+CLAIMED_TTL_S = 7 * 24 * 3600
+"""A claimed copy no collect reported finished is forgotten after this long."""
 
 # Celery request attributes that decide what happens after a task returns.
 DELIVERY_FIELDS = (
@@ -65,6 +77,7 @@ class ContinuationStore:
         self._redis = client
         self._prefix = prefix
         self._claim = client.register_script(_CLAIM_LUA)
+        self._unclaim = client.register_script(_UNCLAIM_LUA)
 
     def _task_key(self, api_task_id: str) -> str:
         return f"{self._prefix}task:{api_task_id}"
@@ -74,6 +87,12 @@ class ContinuationStore:
 
     def _cb_key(self, callback_id: str) -> str:
         return f"{self._prefix}cb:{callback_id}"
+
+    def _claimed_key(self, api_task_id: str) -> str:
+        return f"{self._prefix}claimed:{api_task_id}"
+
+    def _resumed_key(self, token_id: str) -> str:
+        return f"{self._prefix}resumed:{token_id}"
 
     def save(self, cont: Continuation, *, first_poll_at: float) -> None:
         """Record ``cont`` and schedule its first poll at ``first_poll_at`` (epoch s)."""
@@ -90,11 +109,42 @@ class ContinuationStore:
         raw = self._redis.get(self._task_key(api_task_id))
         return None if raw is None else Continuation.model_validate_json(raw)
 
-    def claim(self, api_task_id: str, token_id: str) -> Continuation | None:
-        """Atomically take the continuation; ``None`` when another claimer won."""
-        raw = self._claim(keys=[self._task_key(api_task_id), self._due_key(token_id)],
-                          args=[api_task_id])
+    def claim(
+        self, api_task_id: str, token_id: str, *, at: float | None = None
+    ) -> Continuation | None:
+        """Atomically take the continuation; ``None`` when another claimer won.
+
+        ``at`` (epoch s, default now) is the claim time :meth:`stale_claims` compares.
+        """
+        keys = [self._task_key(api_task_id), self._due_key(token_id),
+                self._resumed_key(token_id), self._claimed_key(api_task_id)]
+        when = time.time() if at is None else at
+        raw = self._claim(keys=keys, args=[api_task_id, when, CLAIMED_TTL_S])
         return None if raw is None else Continuation.model_validate_json(raw)
+
+    def pending(self, api_task_id: str) -> bool:
+        """Whether ``api_task_id`` waits for the provider or for its claimed collect."""
+        keys = (self._task_key(api_task_id), self._claimed_key(api_task_id))
+        return bool(self._redis.exists(*keys))
+
+    def finished(self, api_task_id: str, token_id: str) -> None:
+        """The step's collect ended (done or failed): forget the claimed copy."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._claimed_key(api_task_id))
+        pipe.zrem(self._resumed_key(token_id), api_task_id)
+        pipe.execute()
+
+    def stale_claims(self, token_id: str, *, claimed_before: float, limit: int) -> list[str]:
+        """Api task ids claimed before ``claimed_before`` whose collect never finished."""
+        ids = self._redis.zrangebyscore(self._resumed_key(token_id), "-inf", claimed_before,
+                                        start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def unclaim(self, api_task_id: str, token_id: str, *, poll_at: float) -> bool:
+        """Put a claimed continuation back to be polled at ``poll_at``; False if none."""
+        keys = [self._claimed_key(api_task_id), self._resumed_key(token_id),
+                self._task_key(api_task_id), self._due_key(token_id)]
+        return bool(self._unclaim(keys=keys, args=[api_task_id, poll_at]))
 
     def api_task_for_callback(self, callback_id: str) -> str | None:
         """The api task id a callback URL was issued for, if it is still pending."""

@@ -11,7 +11,10 @@ in flight — and then:
 * a running task is polled again later, backing off from ``first_poll_after_s``
   up to ``max_interval_s``;
 * a task past its deadline is claimed and resumed as ``expired``, which makes the
-  step fail with a clear message instead of waiting forever.
+  step fail with a clear message instead of waiting forever;
+* a continuation claimed more than ``reclaim_after_s`` ago whose ``collect`` never
+  reported back (its message was lost with a killed worker) is put back to be polled
+  and resumed again; ``collect`` is idempotent, so a merely slow one costs nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class PollReport:
     expired: int = 0
     still_running: int = 0
     waited_s: float = 0.0
+    reclaimed: int = 0
     resumed: list[str] = field(default_factory=list)
 
 
@@ -73,11 +77,15 @@ class Poller:
     batch_size: int = 100
     first_poll_after_s: float = 10.0
     max_interval_s: float = 30.0
+    reclaim_after_s: float | None = None
+    """Put back continuations claimed this long ago and not finished (None: never)."""
     clock: Callable[[], float] = time.time
+    _next_reclaim_at: float = field(default=0.0, init=False, repr=False)
 
     def poll_once(self) -> PollReport:
         """Run one round: at most one ``retrieve_batch`` request."""
         report = PollReport()
+        self._reclaim_lost(report)
         ids = self.store.due(self.token_id, now=self.clock(), limit=self.batch_size)
         if not ids:
             return report
@@ -107,8 +115,22 @@ class Poller:
                 report.still_running += 1
         self.store.reschedule(self.token_id, later)
 
+    def _reclaim_lost(self, report: PollReport) -> None:
+        # Checked a few times per reclaim period, not every round: it is a safety net.
+        now = self.clock()
+        if self.reclaim_after_s is None or now < self._next_reclaim_at:
+            return
+        self._next_reclaim_at = now + min(self.reclaim_after_s / 4, 30.0)
+        stale = self.store.stale_claims(self.token_id, claimed_before=now - self.reclaim_after_s,
+                                        limit=self.batch_size)
+        for api_task_id in stale:
+            if self.store.unclaim(api_task_id, self.token_id, poll_at=now):
+                report.reclaimed += 1
+                log.warning("continuation_reclaimed", api_task_id=api_task_id,
+                            reason="collect did not finish")
+
     def _finish(self, cont: Continuation, outcome: dict[str, Any], report: PollReport) -> None:
-        claimed = self.store.claim(cont.api_task_id, self.token_id)
+        claimed = self.store.claim(cont.api_task_id, self.token_id, at=self.clock())
         if claimed is None:
             return  # a callback won the race
         try:

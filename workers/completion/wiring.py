@@ -36,6 +36,9 @@ def poller_for(svc: Services, app: Celery) -> Poller:
         take_poll_budget=take_poll_budget, resume=apply, batch_size=settings.poll_batch_size,
         first_poll_after_s=settings.poll_first_after_s,
         max_interval_s=settings.poll_max_interval_s,
+        # A collect still unfinished after twice the visibility timeout was lost, not
+        # slow: by then the broker would have redelivered it from a dead worker.
+        reclaim_after_s=2.0 * settings.visibility_timeout_s,
     )
 
 

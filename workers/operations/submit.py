@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,15 @@ from producer_client import (
 )
 from workers.completion.callbacks import callback_url
 from workers.completion.continuations import Continuation
-from workers.ledger import Claim, LedgerEntry, LedgerError, ProviderTask, State
+from workers.constants import KEY_PREFIX
+from workers.ledger import (
+    Claim,
+    LedgerEntry,
+    LedgerError,
+    LedgerStateError,
+    ProviderTask,
+    State,
+)
 from workers.operations.errors import StepFailed, TransientError, classify
 from workers.operations.params import audio_params
 from workers.ratelimit import EndpointClass
@@ -45,6 +55,18 @@ ADOPTION_SLACK_S = 120.0
 
 BUSY_RECHECK_S = 5.0
 """Re-queue delay when another delivery of the same step holds its reservation."""
+
+SUBMIT_LOCK_PREFIX = KEY_PREFIX + "submitting:"
+"""Key prefix of the per-step submit lock (see :func:`submitting`)."""
+
+SUBMIT_LOCK_MARGIN_S = 5.0
+"""The submit lock outlives the request timeout by this much."""
+
+# KEYS[1] lock, ARGV[1] token: delete the lock only if this delivery still holds it.
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 ADOPTION_PAGE_SIZE = 100
 """Tasks per listing page (the API's cap)."""
@@ -116,11 +138,46 @@ def submit_audio_step(svc: Services, call: StepCall) -> Outcome:
         return Wait(BUSY_RECHECK_S, "busy")
     if claim not in (Claim.NEW, Claim.RESUME_RESERVED):
         return _settled(svc, call, entry)
+    with submitting(svc, call.key) as held:
+        if not held:  # another delivery of this very task is posting right now
+            return Wait(BUSY_RECHECK_S, "submitting")
+        return _submit_reserved(svc, call, params, decision.epoch)
+
+
+@contextmanager
+def submitting(svc: Services, key: str) -> Iterator[bool]:
+    """Hold the one right to adopt or POST for step ``key``; yields False if taken.
+
+    The ledger's owner is the Celery task id, so two deliveries of the *same* message
+    running at once (a message restored past the visibility timeout while its first
+    delivery still runs, a re-publish whose original was acked late) both own the
+    reservation, and without this both could POST. The lock is per delivery (a random
+    token) and expires after one request timeout (plus margin), so a delivery that
+    died holding it delays its redelivery by at most that.
+    """
+    name = SUBMIT_LOCK_PREFIX + key
+    token = secrets.token_hex(8)
+    ttl_ms = int((svc.settings.http_timeout_s + SUBMIT_LOCK_MARGIN_S) * 1000)
+    held = bool(svc.redis.set(name, token, nx=True, px=ttl_ms))
+    try:
+        yield held
+    finally:
+        if held:
+            svc.redis.eval(_UNLOCK_LUA, 1, name, token)
+
+
+def _submit_reserved(svc: Services, call: StepCall, params: AudioParams, epoch: int) -> Outcome:
+    """Adopt or POST under the submit lock, from the entry as it is now."""
+    entry = svc.ledger.get(call.key)
+    if entry is None:
+        raise LedgerStateError(f"ledger key {call.key!r} vanished after it was reserved")
+    if entry.state is not State.RESERVED:
+        return _settled(svc, call, entry)  # another delivery posted while we waited
     if entry.needs_adoption:
         adopted = _adopt(svc, call, entry)
         if adopted is not None:
             return adopted
-    return _post(svc, call, params, decision.epoch)
+    return _post(svc, call, params, epoch)
 
 
 def _settled(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome:
@@ -132,9 +189,9 @@ def _settled(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome:
         svc.limiter.release(svc.token_id, call.key)
         raise StepFailed(entry.error_code or "failed", entry.error_message or "step failed")
     assert entry.api_task_id is not None  # SUBMITTED always carries the task id
-    if svc.continuations.get(entry.api_task_id) is None:
-        # Redelivered after the POST but before the continuation was saved (or the
-        # continuation was claimed and its collect lost): wait for it again.
+    if not svc.continuations.pending(entry.api_task_id):
+        # Redelivered after the POST but before the continuation was saved (or after
+        # its collect finished and forgot it): wait for it again.
         _save_continuation(svc, call, entry.api_task_id, callback_id=None)
     return Paused(entry.api_task_id, adopted=entry.adopted)
 
@@ -261,4 +318,5 @@ __all__ = [
     "recent_provider_tasks",
     "record_refusal",
     "submit_audio_step",
+    "submitting",
 ]
