@@ -9,6 +9,7 @@ the deadline.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.integration.fleet import Fleet, check_artifacts, fast_emulator_config
 from workers.completion.continuations import Continuation
 from workers.ledger import LedgerEntry, State
 from workers.operations.params import audio_params
+from workers.operations.submit import submitting
 from workers.ratelimit import EndpointClass
 from workers.tasks.audios import collect, extend, generate
 
@@ -237,3 +239,64 @@ def test_collect_redelivered_after_storing_returns_the_same_result(
     assert again == first
     assert entry.state is State.DONE
     check_artifacts(tmp_path, again)
+
+
+def test_two_deliveries_of_one_task_at_once_pay_once(redis_url: str, tmp_path: Path) -> None:
+    # Both deliveries carry the same task id, so both own the ledger reservation: the
+    # second one adopts what the first posted, or waits for its submit lock.
+    faults = FaultConfig(slow_probability=1.0, slow_response_s=50.0, endpoints=["audios"])
+    with fleet(redis_url, tmp_path, emulator=fast_emulator_config(faults=faults)) as f:
+        kwargs = {"params": generate_params("delivered twice")}
+        first = generate.apply_async(kwargs=kwargs)
+        generate.apply_async(kwargs=kwargs, task_id=first.id)
+        result = first.get(timeout=RESULT_TIMEOUT_S)
+        counters = f.counters
+    check_artifacts(tmp_path, result)
+    assert counters["submissions_total"] == 1
+
+
+def test_delivery_finding_the_submit_lock_held_waits_without_posting(
+    redis_url: str, tmp_path: Path
+) -> None:
+    task_id = "held-lock-task"
+    with fleet(redis_url, tmp_path) as f:
+        with submitting(f.services, f"task/{task_id}") as held:
+            assert held
+            pending = generate.apply_async(kwargs={"params": generate_params("locked")},
+                                           task_id=task_id)
+            time.sleep(1.5)
+            entry_while_held = ledger_entry(f, pending)
+            posts_while_held = audios_posts(f)
+        result = pending.get(timeout=RESULT_TIMEOUT_S)
+        counters = f.counters
+    assert entry_while_held.state is State.RESERVED
+    assert entry_while_held.post_started_at is None
+    assert posts_while_held == 0
+    assert counters["submissions_total"] == 1
+    check_artifacts(tmp_path, result)
+
+
+def test_lost_collect_is_put_back_by_the_poller(redis_url: str, tmp_path: Path) -> None:
+    # The continuation is claimed and its collect never runs (as when the worker that
+    # took the message is SIGKILLed): the poller finds the stale claim and resumes it.
+    emulator = fast_emulator_config(generation_s=100.0, generation_jitter_s=0.0)
+    with fleet(redis_url, tmp_path, emulator=emulator, visibility_timeout_s=5) as f:
+        pending = generate.delay(params=generate_params("collect lost"))
+        store, token = f.services.continuations, f.services.token_id
+        claimed = None
+        for _ in range(500):
+            ids = store.due(token, now=float("inf"), limit=1)
+            claimed = store.claim(ids[0], token) if ids else None
+            if claimed is not None:
+                break
+            time.sleep(0.01)
+        assert claimed is not None
+        started = time.monotonic()
+        result = pending.get(timeout=RESULT_TIMEOUT_S)
+        waited = time.monotonic() - started
+        counters = f.counters
+        leftovers = store.stale_claims(token, claimed_before=float("inf"), limit=10)
+    check_artifacts(tmp_path, result)
+    assert waited >= 5  # put back only after 2 x visibility timeout (10 s) from the claim
+    assert counters["submissions_total"] == 1
+    assert leftovers == []
