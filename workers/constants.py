@@ -54,8 +54,29 @@ SPEND_GLOBAL_KEY = SPEND_PREFIX + "global"
 SPEND_MICROS_PER_UNIT = 1_000_000
 # --- end of spend control block ----------------------------------------------
 
-# Batches (pipelines/batches.py).
+# --- Batches (pipelines/batches.py, batchstate.py, feeder.py) -----------------
+# Per batch: BATCH_PREFIX + "{<batch_id>}" (record hash) and "{<batch_id>}:<part>"
+# (rows, state, running, requeue, errors, rate); braces: one cluster slot per batch.
+# Fleet-wide keys start with "_" (a batch id never does).
 BATCH_PREFIX = KEY_PREFIX + "batch:"
+BATCH_INDEX_KEY = BATCH_PREFIX + "_index"  # zset batch id -> created_at
+BATCH_ACTIVE_KEY = BATCH_PREFIX + "_active"  # list: batches with rows to feed (rotation)
+BATCH_WINDOW_KEY = BATCH_PREFIX + "_window"  # zset "<batch>/<row>" -> admitted_at
+BATCH_CONFIG_KEY = BATCH_PREFIX + "_config"  # hash: runtime window override
+
+# Rows are written under a TTL and made permanent only when the record is written, so
+# a submit that dies half-way leaves nothing behind for long.
+BATCH_STAGING_TTL_S = 3600
+
+# A batch paused by a spend cap is offered another reservation this often.
+BATCH_PAUSE_RETRY_S = 5.0
+
+# Admitted-but-unfinished rows allowed per in-flight slot of the limiter: a row holds
+# at most one slot at a time (its steps run one after another), and a step that finds
+# no slot waits up to MAX_REQUEUE_COUNTDOWN_S, so admitting more rows than slots only
+# parks them.
+BATCH_WINDOW_PER_SLOT = 1.0
+# --- end of batches block ------------------------------------------------------
 
 # How long finished ledger records are kept: long enough to make a re-submitted
 # CSV a no-op for a month.

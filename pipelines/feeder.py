@@ -1,0 +1,292 @@
+"""The feeder: admits batch rows to the workers as capacity allows, fairly across batches.
+
+``feed_once`` admits rows while the number of admitted-but-unfinished rows of every
+batch (the *window*) is below its size, which follows the limiter's in-flight cap
+(:data:`~workers.constants.BATCH_WINDOW_PER_SLOT` rows per slot, or a runtime
+override). Each admission takes the next batch of the shared rotation
+(``LMOVE`` on the active list), so batches running at the same time get turns in
+round-robin whichever feeder (the ``feeder`` service, a worker finishing a row, the
+``run`` command) asks. Per row:
+
+1. ``batch_admit.lua`` atomically picks the row (requeued rows first, then the cursor),
+   marks it running and puts it in the window: no two feeders admit a row twice;
+2. the row's estimated cost is reserved (:class:`~pipelines.spend.SpendGuard`); a
+   refusal gives the row back and pauses the batch (``paused``, reason ``batch_cap`` or
+   ``global_cap``), retried every :data:`~workers.constants.BATCH_PAUSE_RETRY_S`;
+3. the row's canvas is built and published with ``producer.batch.row_done`` at its end
+   and ``producer.batch.row_failed`` as its errback; their tasks record the row once
+   (``batch_finish.lua``), settle its spend with the cost of the steps that succeeded,
+   and feed again at once.
+
+Task ids are deterministic (``<batch>:<row>:<step>:<attempt>``), so ``cancel --abandon``
+can revoke a row's steps that have not started without storing anything. A row
+admitted twice (a feeder died between steps 1 and 3, then ``resume``) is harmless: the
+ledger never pays for a step twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+from celery import Celery
+from celery.canvas import Signature, _chain, chord, group
+
+from pipelines.batchstate import Admission, BatchState, Held
+from pipelines.canvas import build_row_canvas
+from pipelines.specs import PipelineSpec
+from pipelines.spend import PriceTable, SpendGuard
+from workers.constants import BATCH_WINDOW_PER_SLOT, LEDGER_PREFIX
+from workers.ledger import LedgerEntry, State, step_key
+from workers.ratelimit import Limiter
+
+log = structlog.get_logger(__name__)
+
+ROW_DONE_TASK = "producer.batch.row_done"
+ROW_FAILED_TASK = "producer.batch.row_failed"
+
+_INFO_TTL_S = 5.0  # batch caps may change at runtime (resume --max-spend)
+_MAX_PER_CALL = 500  # one feed_once never holds its caller longer than this many rows
+_CLOCK_SLACK_S = 0.5
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What feeding a batch needs from its record, read once and cached briefly."""
+
+    spec: PipelineSpec
+    columns: list[str]
+    plan: list[tuple[str, str]]
+    max_spend: float | None
+    row_cost: float
+    read_at: float
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, str]) -> BatchInfo:
+        """Parse a batch record (see :mod:`pipelines.batchstate`)."""
+        cap = record.get("max_spend")
+        return cls(
+            spec=PipelineSpec.model_validate_json(record["spec"]),
+            columns=json.loads(record["columns"]),
+            plan=[(str(s), str(a)) for s, a in json.loads(record["plan"])],
+            max_spend=None if cap is None else float(cap),
+            row_cost=float(record.get("row_cost", "0")), read_at=time.monotonic(),
+        )
+
+
+def task_id(batch_id: str, row: int, step: str, attempt: int) -> str:
+    """The Celery task id of one step of one admission of a row."""
+    return f"{batch_id}:{row}:{step}:{attempt}"
+
+
+def row_step_keys(batch_id: str, row: int, plan: list[tuple[str, str]]) -> list[str]:
+    """The ledger keys of a row's steps."""
+    return [step_key(batch_id, row, step) for step, _ in plan]
+
+
+def ledger_entries(client: redis.Redis, keys: list[str]) -> list[LedgerEntry | None]:
+    """Several ledger entries in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(LEDGER_PREFIX + key)
+    raws = pipe.execute()
+    return [LedgerEntry.from_mapping(k, r) if r else None for k, r in zip(keys, raws, strict=True)]
+
+
+def paid_since(entries: list[LedgerEntry | None], plan: list[tuple[str, str]],
+               since: float, prices: PriceTable) -> float:
+    """Cost of the steps that succeeded at or after ``since`` (the provider bills those)."""
+    total = 0.0
+    for entry, (_, action) in zip(entries, plan, strict=True):
+        done = entry is not None and entry.state is State.DONE
+        if done and entry is not None and (entry.finished_at or 0.0) >= since - _CLOCK_SLACK_S:
+            total += prices.call_cost(action)
+    return round(total, 6)
+
+
+def settle_rows(client: redis.Redis, batch_id: str, ended: list[Held],
+                prices: PriceTable | None = None) -> None:
+    """Settle the spend holds of admissions that ended, from what the ledger says was paid."""
+    record = BatchState(client).record(batch_id)
+    if record is None or not ended:
+        return
+    plan = BatchInfo.from_record(record).plan
+    prices = prices or PriceTable.load()
+    guard = SpendGuard(client)
+    for held in ended:
+        entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
+        actual = paid_since(entries, plan, held.admitted_at, prices)
+        if actual > 0:
+            guard.settle(batch_id, held.spend_key, actual=actual)
+        else:
+            guard.release(batch_id, held.spend_key)
+
+
+class Feeder:
+    """Admits rows of every active batch; safe to run in any number of processes."""
+
+    def __init__(
+        self, client: redis.Redis, app: Celery, *, limiter: Limiter, token_id: str,
+        prices: PriceTable | None = None, global_cap: float | None = None,
+        window: int | None = None,
+    ) -> None:
+        self.state = BatchState(client)
+        self.app = app
+        self.limiter = limiter
+        self.token_id = token_id
+        self.prices = prices or PriceTable.load()
+        self.guard = SpendGuard(client)
+        self.global_cap = global_cap
+        self.fixed_window = window
+        self._info: dict[str, BatchInfo] = {}
+        self._lock = threading.Lock()
+
+    def window(self) -> int:
+        """Rows that may be admitted and unfinished at once, over all batches."""
+        if self.fixed_window is not None:
+            return self.fixed_window
+        override = self.state.window_override()
+        if override is not None:
+            return override
+        slots = self.limiter.show(self.token_id).max_in_flight
+        return max(1, round(slots * BATCH_WINDOW_PER_SLOT))
+
+    def feed_once(self) -> int:
+        """Admit rows round-robin while the window has room; returns how many went out."""
+        window = self.window()
+        admitted, idle = 0, 0
+        while admitted < _MAX_PER_CALL and self.state.in_window() < window:
+            turns = len(self.state.active())
+            if idle >= turns:
+                break
+            batch_id = self.state.rotate()
+            if batch_id is None:
+                break
+            outcome = self.state.admit(batch_id, window)
+            if outcome == -1:  # raced another feeder to the last place: keep the turn
+                self.state.unrotate()
+                break
+            if isinstance(outcome, Admission) and self._start(outcome):
+                admitted, idle = admitted + 1, 0
+            else:
+                idle += 1
+        return admitted
+
+    def info(self, batch_id: str) -> BatchInfo | None:
+        """The cached :class:`BatchInfo` of a batch (re-read after a few seconds)."""
+        with self._lock:
+            cached = self._info.get(batch_id)
+        if cached is not None and time.monotonic() - cached.read_at < _INFO_TTL_S:
+            return cached
+        record = self.state.record(batch_id)
+        if record is None:
+            return None
+        info = BatchInfo.from_record(record)
+        with self._lock:
+            self._info[batch_id] = info
+        return info
+
+    def _start(self, adm: Admission) -> bool:
+        info = self.info(adm.batch_id)
+        if info is None:
+            return False
+        decision = self.guard.reserve(adm.batch_id, adm.spend_key, info.row_cost,
+                                      batch_cap=info.max_spend, global_cap=self.global_cap)
+        if not decision.granted:
+            self.state.unadmit(adm.batch_id, adm.row, decision.reason or "spend_cap")
+            log.info("batch_paused", batch_id=adm.batch_id, reason=decision.reason)
+            return False
+        try:
+            self._publish(adm, info)
+        except Exception:
+            # The broker refused the message: give the row back, retry after a pause.
+            log.exception("row_publish_failed", batch_id=adm.batch_id, row=adm.row)
+            self.state.unadmit(adm.batch_id, adm.row, "publish_failed")
+            self.guard.release(adm.batch_id, adm.spend_key)
+            return False
+        return True
+
+    def _publish(self, adm: Admission, info: BatchInfo) -> None:
+        values = dict(zip(info.columns, adm.cells, strict=True))
+        canvas = build_row_canvas(info.spec, values, batch_id=adm.batch_id, row=adm.row)
+        _assign_ids(canvas, adm)
+        where = {"batch_id": adm.batch_id, "row": adm.row, "attempt": adm.attempt}
+        done = self.app.signature(ROW_DONE_TASK, kwargs=where).set(
+            task_id=task_id(adm.batch_id, adm.row, "row_done", adm.attempt))
+        full = canvas | done
+        full.link_error(self.app.signature(ROW_FAILED_TASK, kwargs=where))
+        full.apply_async()
+
+    def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.5) -> None:
+        """Feed until ``stop`` is set (the ``feeder`` service, the ``run`` command)."""
+        while not stop.is_set():
+            try:
+                admitted = self.feed_once()
+            except redis.RedisError:
+                log.exception("feeder_redis_error")
+                admitted = 0
+            if not admitted:
+                stop.wait(idle_sleep_s)
+
+    def row_ended(self, batch_id: str, row: int,
+                  failure: Mapping[str, str] | None = None) -> bool:
+        """Record a row's end once, settle its spend, feed the next; False if already known."""
+        recorded, held = self.state.finish(batch_id, row, failure=failure)
+        if held is not None:
+            settle_rows(self.state.redis, batch_id, [held], self.prices)
+        if recorded:
+            self.feed_once()
+        return recorded
+
+
+def _assign_ids(canvas: Signature, adm: Admission) -> None:
+    """Give every step of the row its deterministic task id (see the module docstring)."""
+    if isinstance(canvas, _chain | group):
+        for task in canvas.tasks:
+            _assign_ids(task, adm)
+        return
+    if isinstance(canvas, chord):
+        _assign_ids(canvas.tasks, adm)
+        _assign_ids(canvas.body, adm)
+        return
+    step = str((canvas.kwargs.get("context") or {}).get("step") or canvas.task)
+    canvas.set(task_id=task_id(adm.batch_id, adm.row, step, adm.attempt))
+
+
+def revoke_unstarted(client: redis.Redis, app: Celery, batch_id: str,
+                     ended: list[Held], plan: list[tuple[str, str]]) -> int:
+    """Revoke the steps of abandoned admissions that have not reached the ledger yet.
+
+    A step with a ledger entry is in flight or done: its ``collect`` runs under the
+    step's own task id and must not be discarded (it frees the in-flight slot).
+    """
+    ids: list[str] = []
+    for held in ended:
+        entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
+        ids.extend(task_id(batch_id, held.row, step, held.attempt)
+                   for (step, _), entry in zip(plan, entries, strict=True) if entry is None)
+        ids.append(task_id(batch_id, held.row, "row_done", held.attempt))
+    if ids:
+        app.control.revoke(ids)
+    return len(ids)
+
+
+def failure_of(client: redis.Redis, batch_id: str, row: int, plan: list[tuple[str, str]],
+               exc: Any = None) -> dict[str, str]:
+    """The failure to record for a row: the ledger's failed step, else the exception."""
+    entries = ledger_entries(client, row_step_keys(batch_id, row, plan))
+    for (step, _), entry in zip(plan, entries, strict=True):
+        if entry is not None and entry.state is State.FAILED:
+            return {"step": step, "code": entry.error_code or "failed",
+                    "message": entry.error_message or "step failed"}
+    step = next((s for (s, _), e in zip(plan, entries, strict=True)
+                 if e is None or e.state is not State.DONE), "?")
+    code = str(getattr(exc, "code", None) or (type(exc).__name__ if exc else "failed"))
+    message = str(getattr(exc, "message", None) or exc or "the row's canvas failed")
+    return {"step": step, "code": code, "message": message}
