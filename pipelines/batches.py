@@ -48,6 +48,7 @@ __all__ = [
     "RejectedRow",
     "SubmitReport",
     "cancel_batch",
+    "check_csv",
     "new_batch_id",
     "resume_batch",
     "retry_failed",
@@ -170,21 +171,31 @@ def submit_batch(
     ``errors`` lists every problem (row 0 = the file itself). Raises
     :class:`BatchIdError` for a malformed id or one used by another pipeline or CSV.
     """
-    batch_id = validate_batch_id(batch_id) if batch_id else new_batch_id()
-    report = SubmitReport(batch_id, 0, 0, [], False, pipeline=pipeline.name)
-    try:
-        reader = CsvBatchReader(open_lines(source, store), pipeline)
-        collected = _Collected()
-        for record in reader:
-            collected.add(record, pipeline)
-    except CsvFormatError as exc:
-        report.errors, report.refused = exc.errors, "the file cannot be read as a batch"
-        return report
-    _fill_report(report, collected, reader.columns, skip_invalid=skip_invalid)
+    report, collected = check_csv(source, pipeline, batch_id=batch_id,
+                                  skip_invalid=skip_invalid, store=store)
     if report.refused is None:
         _write_or_resume(BatchState(redis_client), report, collected, pipeline,
                          source=source, max_spend=max_spend, origin=origin)
     return report
+
+
+def check_csv(
+    source: str, pipeline: PipelineSpec, *, batch_id: str | None = None,
+    skip_invalid: bool = False, store: ArtifactStore | None = None,
+) -> tuple[SubmitReport, _Collected]:
+    """Read and validate every row of ``source``, writing nothing (also ``--dry-run``)."""
+    batch_id = validate_batch_id(batch_id) if batch_id else new_batch_id()
+    report = SubmitReport(batch_id, 0, 0, [], False, pipeline=pipeline.name)
+    collected = _Collected()
+    try:
+        reader = CsvBatchReader(open_lines(source, store), pipeline)
+        for record in reader:
+            collected.add(record, pipeline)
+    except CsvFormatError as exc:
+        report.errors, report.refused = exc.errors, "the file cannot be read as a batch"
+        return report, collected
+    _fill_report(report, collected, reader.columns, skip_invalid=skip_invalid)
+    return report, collected
 
 
 def _fill_report(
@@ -198,6 +209,7 @@ def _fill_report(
     elif collected.rejected and not skip_invalid:
         report.refused = (f"{report.rejected} invalid row(s); fix them or pass "
                           "--skip-invalid to submit the valid rows only")
+    # Accepted means "would be (or was) queued": what a dry run reports too.
     report.accepted = 0 if report.refused else len(collected.cells)
 
 
