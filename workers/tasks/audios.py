@@ -21,32 +21,16 @@ from workers.completion.continuations import Continuation
 from workers.completion.resume import COLLECT_TASK_NAME
 from workers.logging import bind_task_context
 from workers.operations.collect import collect_step
-from workers.operations.params import Prev, complete_params
-from workers.operations.results import carry_outputs
 from workers.operations.submit import Finished, StepCall, submit_audio_step
-from workers.tasks.base import make_call, run_step
+from workers.tasks.base import run_step, step_task
 
-
-def _audio_task(action: str) -> Task:
-    def step(
-        self: Task,
-        prev: Prev = None,
-        params: dict[str, Any] | None = None,
-        key: str | None = None,
-        context: dict[str, Any] | None = None,
-        **_: Any,
-    ) -> dict[str, Any]:
-        full = complete_params(action, params, prev)
-        call = make_call(self, action, full, key, carry_outputs(context, prev))
-        return run_step(self, call, submit_audio_step)
-
-    step.__name__ = action
-    step.__doc__ = f"Submit a ``{action}`` step and pause until the provider finishes it."
-    task: Task = app.task(bind=True, name=f"producer.{action}", acks_late=True)(step)
-    return task
-
-
-TASKS: dict[str, Task] = {action: _audio_task(action) for action in ACTIONS}
+TASKS: dict[str, Task] = {
+    action: step_task(
+        action, submit_audio_step,
+        f"Submit a ``{action}`` step and pause until the provider finishes it.",
+    )
+    for action in ACTIONS
+}
 
 generate = TASKS["generate"]
 cover = TASKS["cover"]

@@ -16,10 +16,13 @@ import structlog
 from celery import Task
 from celery.exceptions import Ignore
 
+from workers.app import app
 from workers.completion.continuations import delivery_from_request
 from workers.ledger import State, step_key
 from workers.logging import bind_task_context
 from workers.operations.errors import StepFailed, TransientError, backoff_s, classify
+from workers.operations.params import Prev, complete_params
+from workers.operations.results import carry_outputs
 from workers.operations.submit import Finished, Outcome, Paused, StepCall, Wait
 from workers.runtime import Services, get_services
 
@@ -128,4 +131,36 @@ def _retry_or_fail(task: Task, call: StepCall, exc: Exception) -> BaseException:
     return retry
 
 
-__all__ = ["AWAITING_PROVIDER", "StepFailed", "TransientError", "make_call", "run_step"]
+
+def step_task(action: str, operation: Callable[[Services, StepCall], Outcome], doc: str) -> Task:
+    """Register ``producer.<action>``: complete params from ``prev``, then run ``operation``.
+
+    Every step task has the same call convention ``(prev=None, params=None, key=None,
+    context=None)``: inside a chain the previous step's result arrives as ``prev``.
+    """
+
+    def step(
+        self: Task,
+        prev: Prev = None,
+        params: dict[str, Any] | None = None,
+        key: str | None = None,
+        context: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        full = complete_params(action, params, prev)
+        call = make_call(self, action, full, key, carry_outputs(context, prev))
+        return run_step(self, call, operation)
+
+    step.__name__ = action
+    step.__doc__ = doc
+    task: Task = app.task(bind=True, name=f"producer.{action}", acks_late=True)(step)
+    return task
+
+__all__ = [
+    "AWAITING_PROVIDER",
+    "StepFailed",
+    "TransientError",
+    "make_call",
+    "run_step",
+    "step_task",
+]
