@@ -38,8 +38,11 @@ elseif op == 'retry' then
       redis.call('RPUSH', rq, ARGV[i])
     end
   end
+  local status = redis.call('HGET', rec, 'status')
   if count('pending') > 0 then
-    redis.call('HSET', rec, 'status', 'queued')
+    if status ~= 'running' and status ~= 'paused' then
+      redis.call('HSET', rec, 'status', 'queued')
+    end
     redis.call('HDEL', rec, 'finished_at')
     activate()
   end

@@ -145,6 +145,10 @@ class BatchState:
         """Batches with rows to feed, in rotation order."""
         return [text(i) for i in self.redis.lrange(BATCH_ACTIVE_KEY, 0, -1)]
 
+    def active_count(self) -> int:
+        """How many batches have rows to feed."""
+        return int(self.redis.llen(BATCH_ACTIVE_KEY))
+
     def rotate(self) -> str | None:
         """The next batch in the rotation (it moves to the back): round-robin for all feeders."""
         found = self.redis.lmove(BATCH_ACTIVE_KEY, BATCH_ACTIVE_KEY, "LEFT", "RIGHT")

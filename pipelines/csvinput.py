@@ -68,7 +68,8 @@ def _file_error(message: str) -> CsvFormatError:
 
 def open_lines(source: str, store: ArtifactStore | None = None) -> Iterator[bytes]:
     """The raw lines of ``source``: a local path, a ``file://`` URL or a URL in ``store``."""
-    if "://" in source and not source.startswith("file://"):
+    in_store = store is not None and source.startswith(store.url + "/")
+    if in_store or ("://" in source and not source.startswith("file://")):
         yield from io.BytesIO(_read_from_store(source, store))
         return
     path = Path(source.removeprefix("file://"))

@@ -42,7 +42,7 @@ from pipelines.batchstate import Admission, BatchState, Held
 from pipelines.canvas import build_row_canvas
 from pipelines.specs import PipelineSpec
 from pipelines.spend import PriceTable, SpendGuard
-from workers.constants import BATCH_WINDOW_PER_SLOT, LEDGER_PREFIX
+from workers.constants import BATCH_PAUSE_RETRY_S, BATCH_WINDOW_PER_SLOT, LEDGER_PREFIX
 from workers.ledger import LedgerEntry, State, step_key
 from workers.ratelimit import Limiter
 
@@ -134,7 +134,7 @@ class Feeder:
     def __init__(
         self, client: redis.Redis, app: Celery, *, limiter: Limiter, token_id: str,
         prices: PriceTable | None = None, global_cap: float | None = None,
-        window: int | None = None,
+        window: int | None = None, pause_retry_s: float = BATCH_PAUSE_RETRY_S,
     ) -> None:
         self.state = BatchState(client)
         self.app = app
@@ -144,6 +144,7 @@ class Feeder:
         self.guard = SpendGuard(client)
         self.global_cap = global_cap
         self.fixed_window = window
+        self.pause_retry_s = pause_retry_s
         self._info: dict[str, BatchInfo] = {}
         self._lock = threading.Lock()
 
@@ -162,7 +163,7 @@ class Feeder:
         window = self.window()
         admitted, idle = 0, 0
         while admitted < _MAX_PER_CALL and self.state.in_window() < window:
-            turns = len(self.state.active())
+            turns = self.state.active_count()
             if idle >= turns:
                 break
             batch_id = self.state.rotate()
@@ -199,7 +200,8 @@ class Feeder:
         decision = self.guard.reserve(adm.batch_id, adm.spend_key, info.row_cost,
                                       batch_cap=info.max_spend, global_cap=self.global_cap)
         if not decision.granted:
-            self.state.unadmit(adm.batch_id, adm.row, decision.reason or "spend_cap")
+            self.state.unadmit(adm.batch_id, adm.row, decision.reason or "spend_cap",
+                               self.pause_retry_s)
             log.info("batch_paused", batch_id=adm.batch_id, reason=decision.reason)
             return False
         try:
@@ -207,7 +209,7 @@ class Feeder:
         except Exception:
             # The broker refused the message: give the row back, retry after a pause.
             log.exception("row_publish_failed", batch_id=adm.batch_id, row=adm.row)
-            self.state.unadmit(adm.batch_id, adm.row, "publish_failed")
+            self.state.unadmit(adm.batch_id, adm.row, "publish_failed", self.pause_retry_s)
             self.guard.release(adm.batch_id, adm.spend_key)
             return False
         return True
