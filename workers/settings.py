@@ -102,6 +102,30 @@ class Settings(BaseSettings):
         ge=0,
         description="Retries of a step after 5xx/504/network errors before failing.",
     )
+    schedules_file: str | None = Field(
+        default=None,
+        description=(
+            "TOML file of scheduled batches; `producer-batch schedules sync` and every beat "
+            "start make Redis match it."
+        ),
+    )
+    beat_max_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Longest sleep of celery beat between two looks at the schedule in Redis: a "
+            "schedule added from the CLI is seen within this long."
+        ),
+    )
+    beat_lock_timeout_s: int = Field(
+        default=30,
+        ge=2,
+        description=(
+            "Life of the one-active-beat lock unless its holder renews it (every loop): a "
+            "standby beat takes over this long after the active one dies. Keep it several "
+            "times beat_max_interval_s, or a slow loop loses the lock."
+        ),
+    )
     prices_file: Path | None = Field(
         default=None,
         description=(
