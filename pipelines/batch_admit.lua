@@ -5,8 +5,9 @@
 -- ARGV[3] scan chunk: state bytes read per GETRANGE while looking for a pending row
 -- ARGV[4] scan budget: state bytes looked at per call (bounds the script's run time)
 --
--- Order: rows in the requeue list first (retried, or given back by a refused spend
--- reservation), then the cursor's way through the state string.
+-- Order: waiting rows whose time has come, then rows in the requeue list (retried, or
+-- given back by a refused spend reservation), then the cursor's way through the state
+-- string.
 -- Returns {1, row, attempt, cells JSON, admitted_at} admitted;
 --         {0, status} nothing (more) to feed from this batch: it left the active list;
 --         {-1} the window is full; {2} not now (paused, or the scan budget ran out).
@@ -21,6 +22,15 @@ elseif status ~= 'queued' and status ~= 'running' then
   return {0, status}
 end
 if redis.call('ZCARD', win) >= tonumber(ARGV[2]) then return {-1} end
+
+local function from_deferred()
+  local due = redis.call('ZRANGEBYSCORE', deferred, '-inf', string.format('%.6f', t),
+    'LIMIT', 0, 1)[1]
+  if not due then return nil end
+  redis.call('ZREM', deferred, due)
+  if state_of(due) == 'w' then return tonumber(due) end
+  return nil
+end
 
 local function from_requeue()
   while true do
@@ -45,18 +55,19 @@ local function from_cursor()
   return found, cursor >= last
 end
 
-local row = from_requeue()
+local row, from = from_deferred(), 'w'
+if not row then row, from = from_requeue(), 'p' end
 if not row then
   local at_end
   row, at_end = from_cursor()
   if not row then
-    if not at_end then return {2} end
+    if not at_end or redis.call('ZCARD', deferred) > 0 then return {2} end
     redis.call('LREM', active, 0, id)
     return {0, settle_status()}
   end
 end
 
-move(row, 'p', 'r')
+move(row, from, 'r')
 local attempt = redis.call('HINCRBY', rec, 'admissions', 1)
 local stamp = string.format('%.6f', t)
 redis.call('ZADD', win, stamp, id .. '/' .. row)

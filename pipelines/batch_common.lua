@@ -4,7 +4,8 @@
 -- KEYS[1] record hash   producer:batch:{<id>}        status, counters, cursor ...
 -- KEYS[2] state string  producer:batch:{<id>}:state  one byte per row (byte 0 unused):
 --                       p pending, r running, d done, f failed, c cancelled (abandoned),
---                       x not in the batch (a rejected row number)
+--                       w waiting (pending, deferred: an older copy of its canvas still
+--                       has a step in flight), x not in the batch (a rejected row number)
 -- KEYS[3] rows hash     producer:batch:{<id>}:rows   row -> JSON list of cells
 -- KEYS[4] requeue list  producer:batch:{<id>}:requeue  rows to feed before the cursor
 -- KEYS[5] running hash  producer:batch:{<id>}:running  row -> {"row", "attempt", "at"} JSON
@@ -12,13 +13,16 @@
 -- KEYS[7] rate hash     producer:batch:{<id>}:rate     epoch minute -> rows finished
 -- KEYS[8] active list   producer:batch:_active       batches with rows to feed
 -- KEYS[9] window zset   producer:batch:_window       "<id>/<row>" -> admitted at
+-- KEYS[10] deferred zset producer:batch:{<id>}:deferred  row -> not before (epoch s)
 -- ARGV[1] batch id; the rest is per script.
 -- Clock: Redis TIME (epoch seconds, microseconds), never a client's.
 
 local rec, st, rows, rq, run, errs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local rate, active, win = KEYS[7], KEYS[8], KEYS[9]
+local rate, active, win, deferred = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local id = ARGV[1]
-local NAMES = {p = 'pending', r = 'running', d = 'done', f = 'failed', c = 'cancelled'}
+-- A waiting row counts as pending: it only waits for its turn to come back.
+local NAMES = {p = 'pending', w = 'pending', r = 'running', d = 'done', f = 'failed',
+               c = 'cancelled'}
 
 local function now()
   local t = redis.call('TIME')

@@ -4,6 +4,7 @@
 -- ARGV[2] op, then per op:
 --   unadmit ROW REASON RETRY_S   a refused spend reservation: the row goes back to the
 --                                front of the queue, the batch pauses for RETRY_S seconds
+--   defer ROW SECONDS            the row waits (w) SECONDS before it is admitted again
 --   retry ROW...                 failed rows become pending again (retry-failed)
 --   resume                       running and abandoned rows become pending, the cursor
 --                                restarts, counters are recounted from the state string
@@ -30,6 +31,11 @@ if op == 'unadmit' then
   redis.call('LPUSH', rq, row)
   redis.call('HSET', rec, 'status', 'paused', 'paused_reason', ARGV[4],
     'paused_until', string.format('%.6f', now() + tonumber(ARGV[5])))
+elseif op == 'defer' then
+  local row = ARGV[3]
+  if state_of(row) == 'r' then move(row, 'r', 'w') end
+  table.insert(taken, unrun(row) or false)
+  redis.call('ZADD', deferred, string.format('%.6f', now() + tonumber(ARGV[4])), row)
 elseif op == 'retry' then
   for i = 3, #ARGV do
     if state_of(ARGV[i]) == 'f' then
@@ -51,10 +57,12 @@ elseif op == 'resume' then
   local s = redis.call('GET', st) or ''
   s = string.gsub(s, 'c', 'p')
   redis.call('SET', st, s)
+  local counts = {}
   for letter, name in pairs(NAMES) do
     local _, n = string.gsub(s, letter, '')
-    redis.call('HSET', rec, name, n)
+    counts[name] = (counts[name] or 0) + n
   end
+  for name, n in pairs(counts) do redis.call('HSET', rec, name, n) end
   redis.call('DEL', rq)
   redis.call('HSET', rec, 'cursor', 0, 'status', 'queued')
   redis.call('HDEL', rec, 'finished_at', 'paused_reason', 'paused_until')

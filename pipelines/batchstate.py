@@ -12,6 +12,7 @@ braces, so one batch's keys share a Redis Cluster slot)::
     producer:batch:{id}:running    hash    row -> {"row", "attempt", "at"} of admitted rows
     producer:batch:{id}:errors     hash    row -> {"step", "code", "message"}
     producer:batch:{id}:rate       hash    epoch minute -> rows finished in it
+    producer:batch:{id}:deferred   zset    waiting rows -> when to try them again
     producer:batch:_index          zset    batch id -> created_at
     producer:batch:_active         list    batches with rows to feed, in rotation
     producer:batch:_window         zset    "<id>/<row>" -> admitted_at, every batch
@@ -47,7 +48,7 @@ STATES = ("pending", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"finished", "cancelled"})
 """Batch statuses after which nothing runs."""
 
-_PARTS = ("state", "rows", "requeue", "running", "errors", "rate")
+_PARTS = ("state", "rows", "requeue", "running", "errors", "rate", "deferred")
 _SCAN_CHUNK = 4096
 _SCAN_BUDGET = 65536
 
@@ -75,9 +76,9 @@ def batch_keys(batch_id: str) -> list[str]:
 
 
 def _script_keys(batch_id: str) -> list[str]:
-    parts = ("state", "rows", "requeue", "running", "errors", "rate")
-    return [record_key(batch_id), *(part_key(batch_id, p) for p in parts),
-            BATCH_ACTIVE_KEY, BATCH_WINDOW_KEY]
+    """KEYS of every batch script, in the order batch_common.lua names them."""
+    head = [record_key(batch_id), *(part_key(batch_id, p) for p in _PARTS[:-1])]
+    return [*head, BATCH_ACTIVE_KEY, BATCH_WINDOW_KEY, part_key(batch_id, "deferred")]
 
 
 def text(value: Any) -> str:
@@ -205,6 +206,11 @@ class BatchState:
                 retry_s: float = BATCH_PAUSE_RETRY_S) -> Held | None:
         """Give an admitted row back (its spend was refused) and pause the batch."""
         _, held = self._run_rows(batch_id, "unadmit", row, reason, retry_s)
+        return held[0] if held else None
+
+    def defer(self, batch_id: str, row: int, seconds: float) -> Held | None:
+        """Put an admitted row back to wait ``seconds`` (an older canvas of it is in flight)."""
+        _, held = self._run_rows(batch_id, "defer", row, seconds)
         return held[0] if held else None
 
     def retry(self, batch_id: str, rows: list[int]) -> str:

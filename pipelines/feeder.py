@@ -19,16 +19,17 @@ round-robin whichever feeder (the ``feeder`` service, a worker finishing a row, 
    and feed again at once.
 
 Task ids are deterministic (``<batch>:<row>:<step>:<attempt>``), so ``cancel --abandon``
-can revoke a row's steps that have not started without storing anything. A row
-admitted twice (a feeder died between steps 1 and 3, then ``resume``) is harmless: the
-ledger never pays for a step twice.
+can revoke the steps a row has not reached without storing anything. A row admitted
+again (``resume`` after a crash, an abandoned row run again) never pays a step twice
+(the ledger); while an earlier canvas of it still has a step at the provider, the row
+*waits* (state ``w``, :data:`~workers.constants.BATCH_DEFER_S`) instead of starting a
+canvas that would pause on the earlier one's continuation.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +39,17 @@ import structlog
 from celery import Celery
 from celery.canvas import Signature, _chain, chord, group
 
-from pipelines.batchstate import Admission, BatchState, Held
+from pipelines.batchstate import Admission, BatchState, Held, record_key
 from pipelines.canvas import build_row_canvas
 from pipelines.specs import PipelineSpec
 from pipelines.spend import PriceTable, SpendGuard
-from workers.constants import BATCH_PAUSE_RETRY_S, BATCH_WINDOW_PER_SLOT, LEDGER_PREFIX
+from workers.completion.continuations import ContinuationStore
+from workers.constants import (
+    BATCH_DEFER_S,
+    BATCH_PAUSE_RETRY_S,
+    BATCH_WINDOW_PER_SLOT,
+    LEDGER_PREFIX,
+)
 from workers.ledger import LedgerEntry, State, step_key
 from workers.ratelimit import Limiter
 
@@ -51,32 +58,31 @@ log = structlog.get_logger(__name__)
 ROW_DONE_TASK = "producer.batch.row_done"
 ROW_FAILED_TASK = "producer.batch.row_failed"
 
-_INFO_TTL_S = 5.0  # batch caps may change at runtime (resume --max-spend)
 _MAX_PER_CALL = 500  # one feed_once never holds its caller longer than this many rows
 _CLOCK_SLACK_S = 0.5
 
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What feeding a batch needs from its record, read once and cached briefly."""
+    """What feeding a batch needs from its record and never changes (cached per id).
+
+    A batch id keeps its pipeline and rows for life (another CSV under the same id is
+    refused), so this is read once; the spend cap, which may change, is not here.
+    """
 
     spec: PipelineSpec
     columns: list[str]
     plan: list[tuple[str, str]]
-    max_spend: float | None
     row_cost: float
-    read_at: float
 
     @classmethod
     def from_record(cls, record: Mapping[str, str]) -> BatchInfo:
         """Parse a batch record (see :mod:`pipelines.batchstate`)."""
-        cap = record.get("max_spend")
         return cls(
             spec=PipelineSpec.model_validate_json(record["spec"]),
             columns=json.loads(record["columns"]),
             plan=[(str(s), str(a)) for s, a in json.loads(record["plan"])],
-            max_spend=None if cap is None else float(cap),
-            row_cost=float(record.get("row_cost", "0")), read_at=time.monotonic(),
+            row_cost=float(record.get("row_cost", "0")),
         )
 
 
@@ -142,6 +148,7 @@ class Feeder:
         self.token_id = token_id
         self.prices = prices or PriceTable.load()
         self.guard = SpendGuard(client)
+        self.continuations = ContinuationStore(client)
         self.global_cap = global_cap
         self.fixed_window = window
         self.pause_retry_s = pause_retry_s
@@ -180,10 +187,10 @@ class Feeder:
         return admitted
 
     def info(self, batch_id: str) -> BatchInfo | None:
-        """The cached :class:`BatchInfo` of a batch (re-read after a few seconds)."""
+        """The cached :class:`BatchInfo` of a batch (None if it does not exist)."""
         with self._lock:
             cached = self._info.get(batch_id)
-        if cached is not None and time.monotonic() - cached.read_at < _INFO_TTL_S:
+        if cached is not None:
             return cached
         record = self.state.record(batch_id)
         if record is None:
@@ -197,8 +204,15 @@ class Feeder:
         info = self.info(adm.batch_id)
         if info is None:
             return False
+        if self._older_copy_in_flight(adm, info):
+            held = self.state.defer(adm.batch_id, adm.row, BATCH_DEFER_S)
+            if held is not None:
+                settle_rows(self.state.redis, adm.batch_id, [held], self.prices)
+            return False
+        cap = self.state.redis.hget(record_key(adm.batch_id), "max_spend")
         decision = self.guard.reserve(adm.batch_id, adm.spend_key, info.row_cost,
-                                      batch_cap=info.max_spend, global_cap=self.global_cap)
+                                      batch_cap=None if cap is None else float(cap),
+                                      global_cap=self.global_cap)
         if not decision.granted:
             self.state.unadmit(adm.batch_id, adm.row, decision.reason or "spend_cap",
                                self.pause_retry_s)
@@ -213,6 +227,21 @@ class Feeder:
             self.guard.release(adm.batch_id, adm.spend_key)
             return False
         return True
+
+    def _older_copy_in_flight(self, adm: Admission, info: BatchInfo) -> bool:
+        """Whether an earlier canvas of this row waits at the provider right now.
+
+        A new canvas would pause on that step's saved continuation, which resumes the
+        *earlier* canvas (possibly cancelled with --abandon, its next steps revoked) and
+        never the new one. So the row waits until the step has landed in the ledger.
+        """
+        entries = ledger_entries(self.state.redis,
+                                 row_step_keys(adm.batch_id, adm.row, info.plan))
+        current = next((e for e in entries if e is None or e.state is not State.DONE), None)
+        if current is None or current.state is not State.SUBMITTED:
+            return False
+        return current.api_task_id is not None and self.continuations.pending(
+            current.api_task_id)
 
     def _publish(self, adm: Admission, info: BatchInfo) -> None:
         values = dict(zip(info.columns, adm.cells, strict=True))
@@ -263,20 +292,37 @@ def _assign_ids(canvas: Signature, adm: Admission) -> None:
 
 def revoke_unstarted(client: redis.Redis, app: Celery, batch_id: str,
                      ended: list[Held], plan: list[tuple[str, str]]) -> int:
-    """Revoke the steps of abandoned admissions that have not reached the ledger yet.
+    """Revoke what abandoned admissions would run after the step they are at.
 
-    A step with a ledger entry is in flight or done: its ``collect`` runs under the
-    step's own task id and must not be discarded (it frees the in-flight slot).
+    The row's current step (the first not done, with its copies) is never revoked: it
+    may be starting this instant, and its ``collect`` runs under the step's own task
+    id, so a revoked id would discard the collect and leave the step waiting (and its
+    in-flight slot held). Later steps cannot start before the current one's
+    generation has finished, long after the revoke reached the workers.
     """
     ids: list[str] = []
+    levels = _levels(plan)
     for held in ended:
         entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
+        current = next((levels[i] for i, e in enumerate(entries)
+                        if e is None or e.state is not State.DONE), len(plan))
         ids.extend(task_id(batch_id, held.row, step, held.attempt)
-                   for (step, _), entry in zip(plan, entries, strict=True) if entry is None)
+                   for (step, _), level in zip(plan, levels, strict=True) if level > current)
         ids.append(task_id(batch_id, held.row, "row_done", held.attempt))
     if ids:
         app.control.revoke(ids)
     return len(ids)
+
+
+def _levels(plan: list[tuple[str, str]]) -> list[int]:
+    """The pipeline step index of each plan entry (copies ``NAME#k`` share their step's)."""
+    levels: list[int] = []
+    previous = None
+    for step, _ in plan:
+        base = step.split("#", 1)[0]
+        levels.append(len(levels) and levels[-1] + (base != previous))
+        previous = base
+    return levels
 
 
 def failure_of(client: redis.Redis, batch_id: str, row: int, plan: list[tuple[str, str]],

@@ -71,6 +71,10 @@ BATCH_STAGING_TTL_S = 3600
 # A batch paused by a spend cap is offered another reservation this often.
 BATCH_PAUSE_RETRY_S = 5.0
 
+# A row whose earlier canvas still has a step at the provider (a resume, an abandoned
+# row run again) waits this long before the feeder looks at it again.
+BATCH_DEFER_S = 2.0
+
 # Admitted-but-unfinished rows allowed per in-flight slot of the limiter: a row holds
 # at most one slot at a time (its steps run one after another), and a step that finds
 # no slot waits up to MAX_REQUEUE_COUNTDOWN_S, so admitting more rows than slots only
