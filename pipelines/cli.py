@@ -32,9 +32,18 @@ def _mount() -> None:
     _mounted = True
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
-    from pipelines import cli_demo, cli_emulator, cli_ledger, cli_limits, cli_schedules, cli_workers
+    from pipelines import (
+        cli_batch,
+        cli_demo,
+        cli_emulator,
+        cli_ledger,
+        cli_limits,
+        cli_schedules,
+        cli_workers,
+    )
 
-    for family in (cli_demo, cli_workers, cli_emulator, cli_limits, cli_ledger, cli_schedules):
+    for family in (cli_demo, cli_workers, cli_emulator, cli_limits, cli_ledger, cli_schedules,
+                   cli_batch):
         family.register(app)
 
 
