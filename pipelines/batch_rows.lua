@@ -17,6 +17,12 @@ local op = ARGV[2]
 local taken = {}
 if not redis.call('HGET', rec, 'status') then return {'missing'} end
 
+-- Whether the batch is being fed (not cancelled, not ended).
+local function feedable()
+  local status = redis.call('HGET', rec, 'status')
+  return status == 'queued' or status == 'running' or status == 'paused'
+end
+
 local function take_running(to)
   for _, row in ipairs(redis.call('HKEYS', run)) do
     if state_of(row) == 'r' then move(row, 'r', to) end
@@ -29,13 +35,17 @@ if op == 'unadmit' then
   if state_of(row) == 'r' then move(row, 'r', 'p') end
   table.insert(taken, unrun(row) or false)
   redis.call('LPUSH', rq, row)
-  redis.call('HSET', rec, 'status', 'paused', 'paused_reason', ARGV[4],
-    'paused_until', string.format('%.6f', now() + tonumber(ARGV[5])))
+  if feedable() then
+    redis.call('HSET', rec, 'status', 'paused', 'paused_reason', ARGV[4],
+      'paused_until', string.format('%.6f', now() + tonumber(ARGV[5])))
+    activate()  -- another feeder may have found the batch exhausted meanwhile
+  end
 elseif op == 'defer' then
   local row = ARGV[3]
   if state_of(row) == 'r' then move(row, 'r', 'w') end
   table.insert(taken, unrun(row) or false)
   redis.call('ZADD', deferred, string.format('%.6f', now() + tonumber(ARGV[4])), row)
+  if feedable() then activate() end
 elseif op == 'retry' then
   for i = 3, #ARGV do
     if state_of(ARGV[i]) == 'f' then

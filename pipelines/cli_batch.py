@@ -327,6 +327,7 @@ def feeder(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        feed.run(stop)
+        # A row silent for two visibility timeouts lost its message (see pipelines.stale).
+        feed.run(stop, stale_after_s=2.0 * svc.settings.visibility_timeout_s)
     finally:
         svc.close()

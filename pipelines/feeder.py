@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -254,10 +255,22 @@ class Feeder:
         full.link_error(self.app.signature(ROW_FAILED_TASK, kwargs=where))
         full.apply_async()
 
-    def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.5) -> None:
-        """Feed until ``stop`` is set (the ``feeder`` service, the ``run`` command)."""
+    def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.5,
+            stale_after_s: float | None = None) -> None:
+        """Feed until ``stop`` is set (the ``feeder`` service, the ``run`` command).
+
+        With ``stale_after_s``, rows that stopped moving that long are admitted again
+        (:mod:`pipelines.stale`), checked every quarter of it.
+        """
+        from pipelines.stale import requeue_stale
+
+        next_reap = time.monotonic()
         while not stop.is_set():
             try:
+                if stale_after_s is not None and time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + stale_after_s / 4
+                    if requeued := requeue_stale(self, stale_after_s):
+                        log.warning("batch_rows_requeued", rows=requeued)
                 admitted = self.feed_once()
             except redis.RedisError:
                 log.exception("feeder_redis_error")

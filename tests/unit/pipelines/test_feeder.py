@@ -232,3 +232,23 @@ def test_spend_settles_what_succeeded_since_the_admission(redis_client: redis.Re
     entries = ledger_entries(redis_client, row_step_keys("z", 1, plan))
     assert paid_since(entries, plan, since, prices) == prices.call_cost("generate")
     assert paid_since(entries, plan, time.time() + 60, prices) == 0
+
+
+def test_rows_that_stopped_moving_are_admitted_again(
+    redis_client: redis.Redis, make_batch: Callable[..., str]
+) -> None:
+    from pipelines.stale import requeue_stale
+
+    make_batch("a", 2)
+    feeder = RecordingFeeder(redis_client, window=10)
+    feeder.feed_once()
+    ledger = Ledger(redis_client)  # row 1's first step waits at the provider: not stale
+    ledger.reserve(step_key("a", 1, "generate"), fingerprint="g", owner="t")
+    ledger.mark_submitted(step_key("a", 1, "generate"), api_task_id="api-1")
+    assert requeue_stale(feeder, 60.0) == 0  # admitted just now
+    time.sleep(0.05)
+    assert requeue_stale(feeder, 0.01) == 1
+    state = BatchState(redis_client)
+    assert state.states("a") == b"xrw" and state.in_window() == 1
+    feeder.started.clear()
+    assert feeder.feed_once() == 1 and feeder.started == [("a", 2)]
