@@ -300,3 +300,20 @@ def test_lost_collect_is_put_back_by_the_poller(redis_url: str, tmp_path: Path) 
     assert waited >= 5  # put back only after 2 x visibility timeout (10 s) from the claim
     assert counters["submissions_total"] == 1
     assert leftovers == []
+
+
+def test_polls_refused_by_the_provider_lower_the_shared_poll_rate(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # The fleet polls at up to 50/s; this provider allows 1 poll/s.
+    emulator = fast_emulator_config(poll_rate_per_s=1.0, poll_burst=1)
+    with fleet(redis_url, tmp_path, emulator=emulator) as f:
+        pending = [generate.delay(params=generate_params(f"polled {i}", str(i))) for i in range(3)]
+        results = [p.get(timeout=RESULT_TIMEOUT_S) for p in pending]
+        counters = f.counters
+        poll = f.services.limiter.show(f.services.token_id).bucket(EndpointClass.POLL)
+    assert counters["rejected_429"]["poll"] > 0
+    assert poll.throttles > 0
+    assert poll.rate < 50.0
+    for result in results:
+        check_artifacts(tmp_path, result)

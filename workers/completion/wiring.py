@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from starlette.applications import Starlette
 
-from producer_client import TaskRecord
+from producer_client import RateLimitError, TaskRecord
 from workers.completion.callbacks import create_receiver_app
 from workers.completion.continuations import Continuation
 from workers.completion.poller import Poller
@@ -21,7 +21,17 @@ def poller_for(svc: Services, app: Celery) -> Poller:
     """The poller of ``svc``'s token: polls within the shared poll budget, resumes on ``app``."""
 
     def fetch(ids: Sequence[str]) -> list[TaskRecord]:
-        return svc.client.tasks.retrieve_batch(list(ids)).items
+        # Polls feed the shared poll rate like submissions feed theirs: a 429 (request
+        # timing jitter can bring two polls closer than 1 s at the provider) lowers it
+        # for every poller, successes bring it back up to the ceiling.
+        try:
+            items = svc.client.tasks.retrieve_batch(list(ids)).items
+        except RateLimitError as exc:
+            svc.limiter.report_throttled(svc.token_id, EndpointClass.POLL,
+                                         retry_after_s=exc.retry_after_s)
+            raise
+        svc.limiter.report_success(svc.token_id, EndpointClass.POLL)
+        return items
 
     def take_poll_budget() -> float:
         decision = svc.limiter.acquire(svc.token_id, EndpointClass.POLL)
