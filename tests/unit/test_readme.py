@@ -28,5 +28,5 @@ def test_quickstart_opens_with_two_commands() -> None:
     quickstart = README.split("## Quickstart", 1)[1].split("## ", 1)[0]
     blocks = quickstart.split("```bash")[1:]
     assert len(blocks) == 2
-    assert "producer-batch demo" in blocks[0]
+    assert "producer-batch run examples/prompts.csv" in blocks[0]
     assert "scripts/test" in blocks[1]
