@@ -23,6 +23,7 @@ Prints a table with ratios; figures, not a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -101,6 +102,7 @@ class Figures:
     polls: int = 0
     poll_max_per_s: int = 0
     poll_429: int = 0
+    poll_min_gap_s: float = 0.0
     duration_s: float = 0.0
 
 
@@ -152,16 +154,17 @@ def broker_messages(client: redis.Redis, queue: str) -> tuple[int, int, int]:
     return int(client.llen(queue)), len(held), eta
 
 
-def poll_windows(requests: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """``(polls, most in any sliding 1 s window, 429 answers)`` on ``/producer/tasks``."""
+def poll_windows(requests: list[dict[str, Any]]) -> tuple[int, int, int, float]:
+    """``(polls, most in any sliding 1 s window, 429 answers, smallest gap s)`` of polls."""
     times = sorted(r["t"] for r in requests if r["path"] == "/producer/tasks")
+    gap = min((b - a for a, b in itertools.pairwise(times)), default=0.0)
     most, lo = 0, 0
     for hi, t in enumerate(times):
         while t - times[lo] >= 1.0:
             lo += 1
         most = max(most, hi - lo + 1)
     rejected = sum(1 for r in requests if r["path"] == "/producer/tasks" and r["status"] == 429)
-    return len(times), most, rejected
+    return len(times), most, rejected, gap
 
 
 @contextmanager
@@ -199,11 +202,11 @@ def wait_ready(app: Celery, name: str, budget_s: float = 60.0) -> None:
 
 
 def emulator_config(plan: Plan) -> EmulatorConfig:
-    """No submit limit, no concurrency cap, the provider's 1 poll/s; tiny songs."""
+    """No submit limit or concurrency cap; the provider's 1 poll/s (default burst); tiny songs."""
     return EmulatorConfig(
         tokens=[TOKEN], generation_s=plan.generation_s, generation_jitter_s=0.0,
         time_scale=plan.time_scale, submit_rate_per_s=None, max_concurrency=None,
-        poll_rate_per_s=1.0, poll_burst=1, preview_fraction=None, sample_rate=8000,
+        poll_rate_per_s=1.0, preview_fraction=None, sample_rate=8000,
         song_low_s=2.0, song_high_s=4.0, seed=1, request_log_size=500_000,
     )
 
@@ -328,7 +331,8 @@ def _finish(figures: Figures, emu: EmulatorServer, started_mono: float) -> None:
     counters = emu.counters(fingerprints=False)
     figures.submissions = counters["submissions_total"]
     since = time.time() - (time.monotonic() - started_mono)
-    figures.polls, figures.poll_max_per_s, figures.poll_429 = poll_windows(emu.requests(since))
+    polls = poll_windows(emu.requests(since))
+    figures.polls, figures.poll_max_per_s, figures.poll_429, figures.poll_min_gap_s = polls
 
 
 # --- report --------------------------------------------------------------------------------
@@ -352,7 +356,8 @@ def report(plan: Plan, ours: Figures, naive: Figures) -> None:
     print(f"ours: {ours.submissions} submissions, {ours.completed} collected in "
           f"{ours.duration_s:.0f} s; RSS growth {per_task:.1f} kB per generation in flight; "
           f"poll rate {ours.polls / max(ours.duration_s, 1):.2f}/s mean, at most "
-          f"{ours.poll_max_per_s} in any 1 s, {ours.poll_429} polls refused")
+          f"{ours.poll_max_per_s} in any 1 s (smallest gap {ours.poll_min_gap_s:.3f} s as "
+          f"received), {ours.poll_429} polls refused")
     print(f"naive: {naive.submissions} submissions in {naive.duration_s:.0f} s, "
           f"{plan.naive_tasks - naive.peak.in_flight} of {plan.naive_tasks} tasks queued "
           f"behind the blocked pool")
