@@ -220,7 +220,16 @@ class Feeder:
             log.info("batch_paused", batch_id=adm.batch_id, reason=decision.reason)
             return False
         try:
-            self._publish(adm, info)
+            canvas = self._canvas(adm, info)
+        except Exception as exc:
+            # A row this pipeline cannot turn into a canvas would fail every time: fail it.
+            log.exception("row_canvas_failed", batch_id=adm.batch_id, row=adm.row)
+            self.guard.release(adm.batch_id, adm.spend_key)
+            self.state.finish(adm.batch_id, adm.row, failure={
+                "step": "-", "code": "canvas_error", "message": f"{type(exc).__name__}: {exc}"})
+            return False
+        try:
+            canvas.apply_async()
         except Exception:
             # The broker refused the message: give the row back, retry after a pause.
             log.exception("row_publish_failed", batch_id=adm.batch_id, row=adm.row)
@@ -244,16 +253,17 @@ class Feeder:
         return current.api_task_id is not None and self.continuations.pending(
             current.api_task_id)
 
-    def _publish(self, adm: Admission, info: BatchInfo) -> None:
+    def _canvas(self, adm: Admission, info: BatchInfo) -> Signature:
+        """The row's canvas, ending in ``row_done``, with ``row_failed`` as its errback."""
         values = dict(zip(info.columns, adm.cells, strict=True))
         canvas = build_row_canvas(info.spec, values, batch_id=adm.batch_id, row=adm.row)
         _assign_ids(canvas, adm)
         where = {"batch_id": adm.batch_id, "row": adm.row, "attempt": adm.attempt}
         done = self.app.signature(ROW_DONE_TASK, kwargs=where).set(
             task_id=task_id(adm.batch_id, adm.row, "row_done", adm.attempt))
-        full = canvas | done
+        full: Signature = canvas | done
         full.link_error(self.app.signature(ROW_FAILED_TASK, kwargs=where))
-        full.apply_async()
+        return full
 
     def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.5,
             stale_after_s: float | None = None) -> None:
@@ -272,8 +282,8 @@ class Feeder:
                     if requeued := requeue_stale(self, stale_after_s):
                         log.warning("batch_rows_requeued", rows=requeued)
                 admitted = self.feed_once()
-            except redis.RedisError:
-                log.exception("feeder_redis_error")
+            except Exception:  # keep feeding: the next round retries (Redis down, a bug)
+                log.exception("feed_round_failed")
                 admitted = 0
             if not admitted:
                 stop.wait(idle_sleep_s)

@@ -15,6 +15,7 @@ from typing import cast
 import pytest
 import redis
 from celery import Celery
+from celery.canvas import Signature
 
 from pipelines.batches import cancel_batch, retry_failed, submit_batch
 from pipelines.batchstate import Admission, BatchState
@@ -38,8 +39,14 @@ class RecordingFeeder(Feeder):
         super().__init__(client, app, limiter=limiter, token_id=TOKEN, **kwargs)  # type: ignore[arg-type]
         self.started: list[tuple[str, int]] = []
 
-    def _publish(self, adm: Admission, info: BatchInfo) -> None:
-        self.started.append((adm.batch_id, adm.row))
+    def _canvas(self, adm: Admission, info: BatchInfo) -> Signature:
+        started = self.started
+
+        class Recorded(Signature):  # type: ignore[misc]
+            def apply_async(self, *args: object, **kwargs: object) -> None:
+                started.append((adm.batch_id, adm.row))
+
+        return Recorded("noop")
 
 
 @pytest.fixture
@@ -252,3 +259,31 @@ def test_rows_that_stopped_moving_are_admitted_again(
     assert state.states("a") == b"xrw" and state.in_window() == 1
     feeder.started.clear()
     assert feeder.feed_once() == 1 and feeder.started == [("a", 2)]
+
+
+def test_a_row_without_a_canvas_fails_and_a_refused_publish_pauses(
+    redis_client: redis.Redis, make_batch: Callable[..., str]
+) -> None:
+    make_batch("a", 2)
+
+    class Broken(RecordingFeeder):
+        def _canvas(self, adm: Admission, info: BatchInfo) -> Signature:
+            if adm.row == 1:
+                raise ValueError("no canvas for you")
+
+            class Refused(Signature):  # type: ignore[misc]
+                def apply_async(self, *args: object, **kwargs: object) -> None:
+                    raise ConnectionError("broker down")
+
+            return Refused("noop")
+
+    feeder = Broken(redis_client, window=10)
+    assert feeder.feed_once() == 0  # row 1: no canvas
+    assert feeder.feed_once() == 0  # row 2: the broker refuses it
+    state = BatchState(redis_client)
+    assert state.errors("a") == {1: {"step": "-", "code": "canvas_error",
+                                     "message": "ValueError: no canvas for you"}}
+    record = state.record("a") or {}
+    assert (record["status"], record["paused_reason"]) == ("paused", "publish_failed")
+    assert state.states("a") == b"xfp" and state.in_window() == 0
+    assert SpendGuard(redis_client).status("a").reserved == 0
