@@ -135,13 +135,16 @@ def render_status(status: dict[str, Any]) -> RenderableType:
 
 
 def render_list(statuses: list[dict[str, Any]]) -> Table:
-    """A table of batches, newest first."""
+    """A table of batches, newest first (cancelled rows show in the status)."""
     table = Table(title="batches (newest first)")
-    for column in ("batch", "pipeline", "status", "rows", *STATES, "rows/min", "ETA", "spent"):
-        table.add_column(column, justify="left" if column in ("batch", "pipeline") else "right")
+    table.add_column("batch", no_wrap=True)
+    table.add_column("pipeline", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("done", "failed", "running", "/min", "ETA", "spent"):
+        table.add_column(column, justify="right")
     for s in statuses:
         c = s["counts"]
-        table.add_row(s["batch_id"], s["pipeline"], s["status"], str(s["rows"]),
-                      *(str(c[state]) for state in STATES), f"{s['throughput_rows_per_min']:g}",
+        table.add_row(s["batch_id"], s["pipeline"], s["status"], f"{c['done']}/{s['rows']}",
+                      str(c["failed"]), str(c["running"]), f"{s['throughput_rows_per_min']:g}",
                       _duration(s["eta_s"]), f"{s['spend']['spent']:g}")
     return table

@@ -96,7 +96,8 @@ def parse_spend(value: str | None, settings: Settings) -> float | None:
 def print_report(report: SubmitReport) -> None:
     """The validation report: every problem (row, column, message), then duplicates."""
     if report.errors:
-        table = Table(title=f"{len(report.errors)} problem(s) in {report.rejected} row(s)")
+        where = f"{report.rejected} row(s)" if report.rejected else "the file"
+        table = Table(title=f"{len(report.errors)} problem(s) in {where}")
         for column in ("row", "column", "problem"):
             table.add_column(column, overflow="fold")
         for e in report.errors[:REPORT_LINES]:
