@@ -110,6 +110,8 @@ def validate_batch_id(batch_id: str) -> str:
 
 def step_plan(canvas: Signature) -> list[tuple[str, str]]:
     """``(step, action)`` of every step task in ``canvas``, in order (copies included)."""
+    if isinstance(canvas, list | tuple):  # a chord's header
+        return [pair for task in canvas for pair in step_plan(task)]
     if isinstance(canvas, _chain | group):
         return [pair for task in canvas.tasks for pair in step_plan(task)]
     if isinstance(canvas, chord):

@@ -301,8 +301,8 @@ class Feeder:
 
 def _assign_ids(canvas: Signature, adm: Admission) -> None:
     """Give every step of the row its deterministic task id (see the module docstring)."""
-    if isinstance(canvas, _chain | group):
-        for task in canvas.tasks:
+    if isinstance(canvas, list | tuple | _chain | group):
+        for task in canvas if isinstance(canvas, list | tuple) else canvas.tasks:
             _assign_ids(task, adm)
         return
     if isinstance(canvas, chord):
