@@ -77,7 +77,9 @@ def test_stems_zip_holds_two_decodable_wavs(api: httpx.Client) -> None:
 def test_preview_while_running_and_final_file_only_when_done(
     emu: EmulatorServer, api: httpx.Client
 ) -> None:
-    emu.configure(generation_s=150.0)
+    # Long enough (3 s real) that a loaded machine cannot let the song finish between
+    # the preview appearing and the checks below.
+    emu.configure(generation_s=1500.0)
     task_id = submit_async(api, action="generate")
     while "response" not in (record := retrieve(api, task_id)):
         pass
