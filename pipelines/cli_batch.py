@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import redis
@@ -311,7 +308,7 @@ def feeder(
 ) -> None:
     """Feed batch rows to the workers as capacity allows (run one or more)."""
     from pipelines.batch_tasks import feeder_for
-    from pipelines.cli_workers import _services
+    from pipelines.cli_workers import _services, stop_on_signals
 
     svc = _services()
     feed = feeder_for(svc)
@@ -319,14 +316,7 @@ def feeder(
         feed.state.set_window(window or None)
     if global_max_spend is not None:
         feed.guard.set_global_cap(parse_spend(global_max_spend, svc.settings))
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     try:
         # A row silent for two visibility timeouts lost its message (see pipelines.stale).
         feed.run(stop, stale_after_s=2.0 * svc.settings.visibility_timeout_s)

@@ -35,12 +35,8 @@ def _services() -> Services:
         raise typer.Exit(2) from exc
 
 
-def poller() -> None:
-    """Poll the provider for every in-flight task and resume finished steps (always run one)."""
-    from workers.app import app
-    from workers.completion.wiring import poller_for
-
-    svc = _services()
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for service loops that stop between rounds."""
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -49,6 +45,16 @@ def poller() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    return stop
+
+
+def poller() -> None:
+    """Poll the provider for every in-flight task and resume finished steps (always run one)."""
+    from workers.app import app
+    from workers.completion.wiring import poller_for
+
+    svc = _services()
+    stop = stop_on_signals()
     try:
         poller_for(svc, app).run(stop)
     finally:

@@ -38,28 +38,24 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 120.0
 
 
-class StepFailed(Exception):  # the name reads as the state it reports (not ...Error)
+class _StepError(Exception):
+    """A step's failure with the ``code`` and ``message`` recorded on the step."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class StepFailed(_StepError):  # the name reads as the state it reports (not ...Error)
     """A step failed for good; ``code`` and ``message`` are recorded on the step."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
 
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-
-class TransientError(Exception):
+class TransientError(_StepError):
     """A step may succeed if tried again later."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 def classify(exc: BaseException) -> StepFailed | TransientError:
