@@ -31,6 +31,11 @@ FaultName = Literal[
     "too_many_requests_429",
     "forbidden_403",
     "used_up_403",
+    "token_mismatched_400",
+    "token_mismatched_401",
+    "api_not_implemented_400",
+    "disabled_400",
+    "token_expired_401",
 ]
 """Every fault a rule may name (the probabilities in :class:`FaultConfig` cover most)."""
 

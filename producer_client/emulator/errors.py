@@ -25,10 +25,21 @@ MESSAGES: dict[str, str] = {
         "Your balance is not sufficient for current request, please buy more in Ace Data Cloud."
     ),
     "bad_request": "The request is invalid.",
+    "token_mismatched": "The specified token is not matched with API.",
+    "api_not_implemented": "The API is not implemented.",
+    "disabled": (
+        "Your application has been disabled by Ace Data Cloud due to abnormal usage behavior, "
+        "please contact our support to get more information."
+    ),
+    "token_expired": "token expired.",
 }
 
 STATUS: dict[str, int] = {
     "no_token": 400,
+    "token_mismatched": 400,
+    "api_not_implemented": 400,
+    "disabled": 400,
+    "token_expired": 401,
     "bad_request": 400,
     "invalid_token": 401,
     "forbidden": 403,
@@ -52,11 +63,17 @@ class ApiError(Exception):
     """An error reply: ``code`` picks the status and envelope, ``message`` the text."""
 
     def __init__(
-        self, code: str, message: str | None = None, *, retry_after_s: int | None = None
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        retry_after_s: int | None = None,
+        status: int | None = None,
     ) -> None:
         self.code = code
         self.message = message if message is not None else MESSAGES[code]
-        self.status = STATUS[code]
+        # token_mismatched is documented under both 400 and 401, with different messages.
+        self.status = status if status is not None else STATUS[code]
         self.retry_after_s = retry_after_s
         super().__init__(self.message)
 

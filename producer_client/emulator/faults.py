@@ -24,7 +24,11 @@ from typing import Any
 
 from producer_client.emulator.config import FaultConfig, FaultRule
 
-HTTP_BEFORE = ("api_error_500", "too_many_requests_429", "forbidden_403", "used_up_403")
+HTTP_BEFORE = (
+    "api_error_500", "too_many_requests_429", "forbidden_403", "used_up_403",
+    "token_mismatched_400", "token_mismatched_401", "api_not_implemented_400", "disabled_400",
+    "token_expired_401",
+)
 HTTP_AFTER = ("timeout_504", "malformed_body")
 TASK_FAULTS = ("task_failure", "task_failure_string", "task_failure_partial")
 # Random draws only ever pick these; the rest are rule-only.

@@ -50,6 +50,10 @@ _RULE_ONLY_ERRORS = {
     "too_many_requests_429": "too_many_requests",
     "forbidden_403": "forbidden",
     "used_up_403": "used_up",
+    "token_mismatched_400": "token_mismatched",
+    "api_not_implemented_400": "api_not_implemented",
+    "disabled_400": "disabled",
+    "token_expired_401": "token_expired",
 }
 _log = logging.getLogger(__name__)
 
@@ -139,6 +143,8 @@ class Gateway:
         if plan.http == "timeout_504" and not faults.timeout_creates_task:
             await asyncio.sleep(self._state.config.scaled(faults.timeout_delay_s))
             raise ApiError("timeout")
+        if plan.http == "token_mismatched_401":
+            raise ApiError("token_mismatched", "token and api does not match.", status=401)
         if plan.http in _RULE_ONLY_ERRORS:
             raise ApiError(_RULE_ONLY_ERRORS[plan.http], retry_after_s=1)
 

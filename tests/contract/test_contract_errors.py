@@ -16,10 +16,12 @@ import pytest
 
 from producer_client import (
     APIConnectionError,
+    ApiNotImplementedError,
     APITimeoutError,
     AsyncProducer,
     AudioParams,
     BadRequestError,
+    DisabledError,
     ExtendParams,
     ForbiddenError,
     GatewayTimeoutError,
@@ -34,6 +36,8 @@ from producer_client import (
     RateLimitError,
     ReplaceSectionParams,
     StemsParams,
+    TokenExpiredError,
+    TokenMismatchedError,
     UsedUpError,
 )
 from producer_client.emulator import EmulatorServer
@@ -261,6 +265,11 @@ def test_malformed_poll_is_not_retried(emu: EmulatorServer, client: Producer) ->
         ("forbidden_403", ForbiddenError, 403, "forbidden"),
         ("used_up_403", UsedUpError, 403, "used_up"),
         ("too_many_requests_429", RateLimitError, 429, "too_many_requests"),
+        ("token_mismatched_400", TokenMismatchedError, 400, "token_mismatched"),
+        ("token_mismatched_401", TokenMismatchedError, 401, "token_mismatched"),
+        ("api_not_implemented_400", ApiNotImplementedError, 400, "api_not_implemented"),
+        ("disabled_400", DisabledError, 400, "disabled"),
+        ("token_expired_401", TokenExpiredError, 401, "token_expired"),
     ],
 )
 def test_rule_only_gateway_errors(
