@@ -9,7 +9,7 @@ model is built directly or through :func:`parse_audio_params`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -24,16 +24,6 @@ from pydantic import (
 
 from producer_client._exceptions import FieldError, ParamsValidationError
 
-MODELS = (
-    "FUZZ-2.0 Pro",
-    "FUZZ-2.0",
-    "FUZZ-2.0 Raw",
-    "FUZZ-1.1 Pro",
-    "FUZZ-1.0 Pro",
-    "FUZZ-1.0",
-    "FUZZ-1.1",
-    "FUZZ-0.8",
-)
 ModelName = Literal[
     "FUZZ-2.0 Pro",
     "FUZZ-2.0",
@@ -44,6 +34,10 @@ ModelName = Literal[
     "FUZZ-1.1",
     "FUZZ-0.8",
 ]
+MODELS: tuple[str, ...] = get_args(ModelName)
+"""Every model name the client accepts, in the order of :data:`ModelName`.
+
+Derived from the ``Literal`` so the list is written once."""
 MAX_PROMPT_CHARS = 200
 
 
