@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from producer_client import Producer
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.embedded_redis import EmbeddedRedis
 from workers.logging import configure_logging
 

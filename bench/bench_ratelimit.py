@@ -41,7 +41,7 @@ from rich.table import Table
 
 from bench import ratelimit_figures as fig
 from bench.ratelimit_fleet import PATH, FleetResult, FleetSpec, run_fleet
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.embedded_redis import env_or_embedded
 from workers.ratelimit import Limiter, LimiterDefaults, Limits, RedisBackend, Tuning, token_id_for
 

@@ -1,6 +1,6 @@
 """``producer-batch emulator``: run the local twin of the Producer API.
 
-Every option maps onto one :class:`~producer_client.emulator.EmulatorConfig`
+Every option maps onto one :class:`~producer_emulator.EmulatorConfig`
 field; faults are given as ``--fault NAME=VALUE`` (any ``FaultConfig``
 number, e.g. ``--fault api_error_500=0.05``) or as a whole JSON document
 with ``--faults-json`` (which may carry ``rules``).
@@ -50,7 +50,7 @@ def emulator(
 ) -> None:
     """Serve the Producer API emulator until interrupted (Ctrl-C)."""
     # Imported here so `producer-batch --help` does not load uvicorn and numpy.
-    from producer_client.emulator import EmulatorConfig, serve
+    from producer_emulator import EmulatorConfig, serve
 
     config = EmulatorConfig(
         tokens=token,

@@ -25,7 +25,7 @@ from celery import Celery
 from celery.worker import WorkController
 
 import pipelines.batch_tasks  # noqa: F401  (the worker below runs batch rows' callbacks too)
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.app import app as celery_app
 from workers.completion.wiring import poller_for
 from workers.embedded_redis import EmbeddedRedis

@@ -14,13 +14,13 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from producer_client.emulator.admin import AdminRoutes
-from producer_client.emulator.callbacks import CallbackSender
-from producer_client.emulator.config import EmulatorConfig
-from producer_client.emulator.gateway import Gateway
-from producer_client.emulator.generation import Runner
-from producer_client.emulator.media_routes import MediaRoutes
-from producer_client.emulator.state import EmulatorState
+from producer_emulator.config import EmulatorConfig
+from producer_emulator.jobs.callbacks import CallbackSender
+from producer_emulator.jobs.generation import Runner
+from producer_emulator.routes.admin import AdminRoutes
+from producer_emulator.routes.gateway import Gateway
+from producer_emulator.routes.media import MediaRoutes
+from producer_emulator.state import EmulatorState
 
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

@@ -10,8 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from producer_client.emulator.config import EmulatorConfig
-from producer_client.emulator.state import AudioEntry, TaskRecord, derived_id
+from producer_emulator.config import EmulatorConfig
+from producer_emulator.state import AudioEntry, TaskRecord, derived_id
 
 API_IDS = {
     "audios": "01d96900-9f8c-41d7-814c-95c7a885ba61",

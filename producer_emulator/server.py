@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from producer_client.emulator.app import create_app
-from producer_client.emulator.config import EmulatorConfig
+from producer_emulator.app import create_app
+from producer_emulator.config import EmulatorConfig
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0

@@ -3,7 +3,7 @@
 One :class:`EmulatorState` lives per app, in memory. Every read and write
 happens on the server's event loop (admin calls arrive over HTTP like any
 other), so plain dicts are safe without locks. Rendered media are never kept
-here: a song is its small :class:`~producer_client.emulator.media.SongSpec`.
+here: a song is its small :class:`~producer_emulator.render.media.SongSpec`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer_client.emulator.config import EmulatorConfig
-from producer_client.emulator.errors import ApiError
-from producer_client.emulator.faults import FaultInjector
-from producer_client.emulator.limits import InFlight, RateLimiter
-from producer_client.emulator.media import SongSpec
+from producer_emulator.config import EmulatorConfig
+from producer_emulator.errors import ApiError
+from producer_emulator.faults.injector import FaultInjector
+from producer_emulator.limits import InFlight, RateLimiter
+from producer_emulator.render.media import SongSpec
 
 _USER_NAMESPACE = uuid.UUID("7b0c5f1e-2f0a-4c55-9d7c-6d1f3e0a9b21")
 _object_ids = itertools.count(1)
@@ -47,7 +47,7 @@ def object_id(now: float) -> str:
 
 @dataclass(slots=True)
 class TaskRecord:
-    """One task as stored; :mod:`~producer_client.emulator.records` renders it."""
+    """One task as stored; :mod:`~producer_emulator.records` renders it."""
 
     id: str
     type: str

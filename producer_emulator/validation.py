@@ -1,12 +1,18 @@
 """Request checks the emulator makes before any work, like the real server.
 
 Each ``parse_*`` function turns a JSON body into a small frozen dataclass or
-raises :class:`~producer_client.emulator.errors.ApiError` (400 ``bad_request``)
+raises :class:`~producer_emulator.errors.ApiError` (400 ``bad_request``)
 with a message naming the offending field. Unknown keys are ignored, and
 boolean ``false`` in a numeric slot means "not set", because the vendor's own
 SDK sends it there (CONTRACT §3.1). Checks that need stored state (does the
 ``audio_id`` exist, is ``continue_at`` inside the song) live in
 :func:`check_against_source`.
+
+:data:`MODELS` is the emulator's own list, written out on purpose instead of
+importing ``producer_client.types.MODELS``: the emulator is an independent
+judge of requests, so a model the client wrongly accepts (or wrongly refuses)
+shows up as a disagreement in the contract tests instead of being copied into
+both sides. Keep it in step with ``producer_api/CONTRACT.md``, not with the client.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from producer_client.emulator.errors import bad_request
+from producer_emulator.errors import bad_request
 
 MODELS = frozenset(
     {

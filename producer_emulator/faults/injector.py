@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from producer_client.emulator.config import FaultConfig, FaultRule
+from producer_emulator.faults.rules import FaultConfig, FaultRule
 
 HTTP_BEFORE = (
     "api_error_500", "too_many_requests_429", "forbidden_403", "used_up_403",

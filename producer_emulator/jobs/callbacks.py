@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from producer_client.emulator.faults import FaultPlan
-from producer_client.emulator.state import EmulatorState
+from producer_emulator.faults.injector import FaultPlan
+from producer_emulator.state import EmulatorState
 
 
 class CallbackSender:

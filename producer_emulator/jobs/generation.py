@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer_client.emulator.callbacks import CallbackSender
-from producer_client.emulator.faults import FaultPlan
-from producer_client.emulator.records import failure_body, success_body
-from producer_client.emulator.state import EmulatorState, TaskRecord
+from producer_emulator.faults.injector import FaultPlan
+from producer_emulator.jobs.callbacks import CallbackSender
+from producer_emulator.records import failure_body, success_body
+from producer_emulator.state import EmulatorState, TaskRecord
 
 
 @dataclass(frozen=True, slots=True)

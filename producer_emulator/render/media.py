@@ -17,7 +17,7 @@ Cost, measured on the project's 2-core machine (shared, so figures vary with loa
 ``render_wav`` of a fresh 180 s song at 16 kHz takes 14-24 ms (best of 20, seeds 0-9),
 about 45 ms for one edited into three seed pairs; each seed's material is synthesised once
 per render, the rest is copying. Peak memory is about 6x the WAV's size (34 MB for 180 s).
-``python -m timeit -n 5 -r 20 -s "from producer_client.emulator.media import SongSpec,
+``python -m timeit -n 5 -r 20 -s "from producer_emulator.render.media import SongSpec,
 RenderOptions, render_wav; s = SongSpec.new(seed=1, duration_s=180, instrumental=False)"
 "render_wav(s, RenderOptions())"``
 """
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from producer_client.emulator import _synth
-from producer_client.emulator._pictures import cover_pixels, png_bytes, still_mp4_bytes
+from producer_emulator.render import _synth
+from producer_emulator.render._pictures import cover_pixels, png_bytes, still_mp4_bytes
 
 __all__ = [
     "CROSSFADE_S",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import random
 
-from producer_client.emulator.state import AudioEntry
-from producer_client.emulator.validation import AudiosParams
+from producer_emulator.state import AudioEntry
+from producer_emulator.validation import AudiosParams
 
 UNTITLED = "Untitled"
 INSTRUMENTAL = "[Instrumental]"

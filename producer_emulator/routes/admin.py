@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from producer_client.emulator.config import merge_config
-from producer_client.emulator.state import EmulatorState
+from producer_emulator.config import merge_config
+from producer_emulator.state import EmulatorState
 
 
 class AdminRoutes:

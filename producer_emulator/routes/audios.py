@@ -15,17 +15,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from producer_client._fingerprint import request_fingerprint
-from producer_client.emulator.calls import Call, Reply
-from producer_client.emulator.config import EmulatorConfig
-from producer_client.emulator.errors import ApiError, bad_request, new_id
-from producer_client.emulator.generation import Job
-from producer_client.emulator.limits import retry_after_seconds
-from producer_client.emulator.media import SongSpec, duration_for_seed
-from producer_client.emulator.records import iso_now, preview_item, song_item, stems_item
-from producer_client.emulator.state import AudioEntry, EmulatorState, TaskRecord
-from producer_client.emulator.texts import song_lyric, song_title
-from producer_client.emulator.validation import AudiosParams, check_against_source, parse_audios
+from producer_client import request_fingerprint
+from producer_emulator.config import EmulatorConfig
+from producer_emulator.errors import ApiError, bad_request, new_id
+from producer_emulator.jobs.generation import Job
+from producer_emulator.limits import retry_after_seconds
+from producer_emulator.records import iso_now, preview_item, song_item, stems_item
+from producer_emulator.render.media import SongSpec, duration_for_seed
+from producer_emulator.render.texts import song_lyric, song_title
+from producer_emulator.routes.calls import Call, Reply
+from producer_emulator.state import AudioEntry, EmulatorState, TaskRecord
+from producer_emulator.validation import AudiosParams, check_against_source, parse_audios
 
 
 async def handle_audios(call: Call) -> Reply:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from producer_client.emulator.callbacks import CallbackSender
-from producer_client.emulator.faults import FaultPlan
-from producer_client.emulator.generation import Runner
-from producer_client.emulator.state import EmulatorState
+from producer_emulator.faults.injector import FaultPlan
+from producer_emulator.jobs.callbacks import CallbackSender
+from producer_emulator.jobs.generation import Runner
+from producer_emulator.state import EmulatorState
 
 Reply = tuple[int, dict[str, Any]]
 """HTTP status and JSON body of a handled request."""

@@ -25,16 +25,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from producer_client.emulator.audios import handle_audios
-from producer_client.emulator.callbacks import CallbackSender
-from producer_client.emulator.calls import Call, Reply
-from producer_client.emulator.errors import ApiError, bad_request, new_id
-from producer_client.emulator.faults import FaultPlan
-from producer_client.emulator.generation import Runner
-from producer_client.emulator.limits import retry_after_seconds
-from producer_client.emulator.simple import handle_lyrics, handle_upload, handle_videos, handle_wav
-from producer_client.emulator.state import EmulatorState
-from producer_client.emulator.tasks import handle_tasks
+from producer_emulator.errors import ApiError, bad_request, new_id
+from producer_emulator.faults.injector import FaultPlan
+from producer_emulator.jobs.callbacks import CallbackSender
+from producer_emulator.jobs.generation import Runner
+from producer_emulator.limits import retry_after_seconds
+from producer_emulator.routes.audios import handle_audios
+from producer_emulator.routes.calls import Call, Reply
+from producer_emulator.routes.quick import handle_lyrics, handle_upload, handle_videos, handle_wav
+from producer_emulator.routes.tasks import handle_tasks
+from producer_emulator.state import EmulatorState
 
 Handler = Callable[[Call], Awaitable[Reply]]
 HANDLERS: dict[str, Handler] = {

@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from producer_client.emulator import media
-from producer_client.emulator.state import AudioEntry, EmulatorState
+from producer_emulator.render import media
+from producer_emulator.state import AudioEntry, EmulatorState
 
 _TYPES = {"wav": "audio/wav", "png": "image/png", "mp4": "video/mp4", "zip": "application/zip"}
 _CACHE_BYTES = 64 * 1024 * 1024

@@ -10,15 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from producer_client._fingerprint import request_fingerprint
-from producer_client.emulator.audios import find_source
-from producer_client.emulator.calls import Call, Reply
-from producer_client.emulator.errors import bad_request, new_id
-from producer_client.emulator.records import media_url, success_body
-from producer_client.emulator.state import AudioEntry
-from producer_client.emulator.texts import invented_lyrics, lyrics_for_prompt
-from producer_client.emulator.uploads import load_upload
-from producer_client.emulator.validation import parse_callback_url, require_text
+from producer_client import request_fingerprint
+from producer_emulator.errors import bad_request, new_id
+from producer_emulator.records import media_url, success_body
+from producer_emulator.render.texts import invented_lyrics, lyrics_for_prompt
+from producer_emulator.routes.audios import find_source
+from producer_emulator.routes.calls import Call, Reply
+from producer_emulator.routes.uploads import load_upload
+from producer_emulator.state import AudioEntry
+from producer_emulator.validation import parse_callback_url, require_text
 
 
 async def handle_upload(call: Call) -> Reply:

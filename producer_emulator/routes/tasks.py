@@ -10,10 +10,10 @@ of matches before paging. A token never sees another token's tasks.
 
 from __future__ import annotations
 
-from producer_client.emulator.calls import Call, Reply
-from producer_client.emulator.records import render_record
-from producer_client.emulator.state import TaskRecord
-from producer_client.emulator.validation import TasksQuery, parse_tasks
+from producer_emulator.records import render_record
+from producer_emulator.routes.calls import Call, Reply
+from producer_emulator.state import TaskRecord
+from producer_emulator.validation import TasksQuery, parse_tasks
 
 
 async def handle_tasks(call: Call) -> Reply:

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from producer_client.emulator.errors import ApiError
-from producer_client.emulator.media import SongSpec
-from producer_client.emulator.state import EmulatorState
+from producer_emulator.errors import ApiError
+from producer_emulator.render.media import SongSpec
+from producer_emulator.state import EmulatorState
 
 FETCH_FAILED = "fetch failed"
 _OWN_MEDIA = re.compile(r"^/media/(?:preview/)?(?P<id>[0-9a-fA-F-]{36})\.(?:wav|png|mp4)$")

@@ -31,7 +31,7 @@ from producer_client import (
     TaskOutcome,
     TaskRecord,
 )
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 
 TOKEN = "sk-contract-5e1f0c9a7b3d-SECRET"
 OTHER_TOKEN = "sk-contract-other-2b8e-SECRET"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from producer_client import APITimeoutError, GenerateParams, Producer
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import TOKEN, client, emu, raises, server, statuses
 
 __all__ = ["client", "emu", "server"]  # fixtures imported for pytest

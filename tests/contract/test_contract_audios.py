@@ -35,7 +35,7 @@ from producer_client import (
     UploadReplaceSectionParams,
     VariationParams,
 )
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import (
     TOKEN,
     WAIT,

@@ -17,7 +17,7 @@ from producer_client import (
     VideoResult,
     WavResult,
 )
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import (
     TOKEN,
     CallbackReceiver,

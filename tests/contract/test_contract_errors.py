@@ -40,7 +40,7 @@ from producer_client import (
     TokenMismatchedError,
     UsedUpError,
 )
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import (
     TOKEN,
     StripAuthorization,

@@ -10,7 +10,7 @@ import io
 import zipfile
 
 from producer_client import ExtendParams, Producer, ReplaceSectionParams, StemsParams
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import (
     assert_length_matches,
     client,

@@ -14,7 +14,7 @@ from producer_client import (
     StemsParams,
     TaskOutcome,
 )
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import (
     WAIT,
     CallbackReceiver,

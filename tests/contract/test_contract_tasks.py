@@ -21,7 +21,7 @@ from producer_client import (
     TaskRecord,
     WaitTimeoutError,
 )
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 from tests.contract.contract_support import (
     OTHER_TOKEN,
     TOKEN,

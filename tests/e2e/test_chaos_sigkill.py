@@ -38,7 +38,7 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
-from producer_client.emulator import EmulatorServer, FaultConfig
+from producer_emulator import EmulatorServer, FaultConfig
 from tests.integration.fleet import TOKEN, check_artifacts, fast_emulator_config
 from workers.app import app
 from workers.completion.wiring import poller_for

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from pipelines.batchstate import BatchState
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "prompts.csv"

@@ -24,7 +24,7 @@ import uvicorn
 from celery.contrib.testing.worker import start_worker
 from starlette.types import ASGIApp
 
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.app import app
 from workers.completion.wiring import poller_for, receiver_for
 from workers.runtime import Services, build_services, set_services
@@ -95,7 +95,7 @@ def loopback_socket() -> socket.socket:
 
     ``IPPROTO_TCP`` is given explicitly: asyncio sets ``TCP_NODELAY`` only on sockets
     whose proto says TCP, and without it keep-alive replies stall ~40 ms on delayed
-    ACKs (see ``producer_client/emulator/server.py``).
+    ACKs (see ``producer_emulator/server.py``).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

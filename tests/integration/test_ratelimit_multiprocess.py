@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.ratelimit import Limiter, LimiterDefaults, Limits, RedisBackend, token_id_for
 
 TOKEN = "multiprocess-token"

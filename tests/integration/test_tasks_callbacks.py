@@ -17,7 +17,7 @@ import httpx
 import pytest
 from celery import signals
 
-from producer_client.emulator import FaultConfig
+from producer_emulator import FaultConfig
 from tests.integration.fleet import Fleet, check_artifacts, fast_emulator_config, fleet
 from workers.completion.callbacks import CALLBACK_PATH, callback_url, sign
 from workers.completion.resume import COLLECT_TASK_NAME

@@ -17,7 +17,7 @@ import pytest
 from celery.result import AsyncResult
 
 from producer_client import request_fingerprint
-from producer_client.emulator import FaultConfig, FaultRule
+from producer_emulator import FaultConfig, FaultRule
 from tests.integration.fleet import Fleet, check_artifacts, fast_emulator_config, fleet
 from workers.completion.continuations import Continuation
 from workers.ledger import LedgerEntry, State

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_emulator import EmulatorConfig, EmulatorServer
 
 TOKEN = "test-token"
 OTHER_TOKEN = "other-token"

@@ -20,7 +20,7 @@ from emulator_fixtures import (
     wait_finished,
 )
 
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 

@@ -17,7 +17,7 @@ from emulator_fixtures import (
     server,
 )
 
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 

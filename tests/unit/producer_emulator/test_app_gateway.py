@@ -8,7 +8,7 @@ import httpx
 import pytest
 from emulator_fixtures import TOKEN, api, client_for, emu, error_of, server
 
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 

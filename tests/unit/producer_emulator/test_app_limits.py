@@ -18,8 +18,8 @@ from emulator_fixtures import (
     wait_finished,
 )
 
-from producer_client._fingerprint import request_fingerprint
-from producer_client.emulator import EmulatorConfig, EmulatorServer
+from producer_client import request_fingerprint
+from producer_emulator import EmulatorConfig, EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 

@@ -9,7 +9,7 @@ import zipfile
 import httpx
 from emulator_fixtures import api, emu, generate, retrieve, server, submit_async, wait_finished
 
-from producer_client.emulator import EmulatorServer
+from producer_emulator import EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 

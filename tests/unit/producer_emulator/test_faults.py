@@ -22,8 +22,8 @@ from emulator_fixtures import (
     wait_finished,
 )
 
-from producer_client.emulator import EmulatorServer, FaultConfig, FaultRule
-from producer_client.emulator.faults import FaultInjector, FaultPlan
+from producer_emulator import EmulatorServer, FaultConfig, FaultRule
+from producer_emulator.faults.injector import FaultInjector, FaultPlan
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer_client.emulator import _synth
-from producer_client.emulator.media import (
+from producer_emulator.render import _synth
+from producer_emulator.render.media import (
     CROSSFADE_S,
     RenderOptions,
     Segment,

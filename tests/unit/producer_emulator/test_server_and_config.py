@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import pipelines.cli_emulator as cli_emulator
-from producer_client.emulator import EmulatorConfig, EmulatorServer, create_app
-from producer_client.emulator.config import merge_config
-from producer_client.emulator.limits import InFlight, RateLimiter, retry_after_seconds
+from producer_emulator import EmulatorConfig, EmulatorServer, create_app
+from producer_emulator.config import merge_config
+from producer_emulator.limits import InFlight, RateLimiter, retry_after_seconds
 
 
 def test_server_starts_fast_on_a_free_port_and_stops_cleanly() -> None:
@@ -136,7 +136,7 @@ def test_cli_options_map_onto_the_config(monkeypatch: pytest.MonkeyPatch) -> Non
     def fake_serve(*, host: str, port: int, config: EmulatorConfig) -> None:
         seen.update(host=host, port=port, config=config)
 
-    monkeypatch.setattr("producer_client.emulator.serve", fake_serve)
+    monkeypatch.setattr("producer_emulator.serve", fake_serve)
     app = typer.Typer()
     cli_emulator.register(app)
     app.command("noop")(lambda: None)  # keep `emulator` a subcommand

@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 import redis
 
-from producer_client._fingerprint import request_fingerprint
+from producer_client import request_fingerprint
 from workers.constants import LEDGER_CLAIM_PREFIX, LEDGER_DONE_TTL_S, LEDGER_PREFIX
 from workers.ledger import (
     Claim,

@@ -1,0 +1,1 @@
+"""Fault injection: ``rules`` says what may fail, ``injector`` draws it per request."""
