@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 
 def register(app: typer.Typer) -> None:
@@ -51,33 +52,52 @@ def emulator(
     """Serve the Producer API emulator until interrupted (Ctrl-C)."""
     # Imported here so `producer-batch --help` does not load uvicorn and numpy.
     from producer_emulator import EmulatorConfig, serve
+    from producer_emulator.config import config_problems
 
-    config = EmulatorConfig(
-        tokens=token,
-        time_scale=time_scale,
-        generation_s=generation_s,
-        generation_jitter_s=generation_jitter_s,
-        submit_rate_per_s=submit_rate,
-        submit_burst=submit_burst,
-        poll_rate_per_s=poll_rate or None,
-        poll_burst=poll_burst,
-        max_concurrency=max_concurrency or None,
-        send_retry_after=retry_after,
-        sample_rate=sample_rate,
-        max_render_s=max_render_s,
-        seed=seed,
-        faults=fault_settings(faults_json, fault),
-    )
+    faults = fault_settings(faults_json, fault)
+    try:
+        config = EmulatorConfig(
+            tokens=token,
+            time_scale=time_scale,
+            generation_s=generation_s,
+            generation_jitter_s=generation_jitter_s,
+            submit_rate_per_s=submit_rate,
+            submit_burst=submit_burst,
+            poll_rate_per_s=poll_rate or None,
+            poll_burst=poll_burst,
+            max_concurrency=max_concurrency or None,
+            send_retry_after=retry_after,
+            sample_rate=sample_rate,
+            max_render_s=max_render_s,
+            seed=seed,
+            faults=faults,
+        )
+    except ValidationError as exc:
+        typer.echo(f"Error: invalid emulator settings: {config_problems(exc)}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"Producer emulator on http://{host}:{port} (tokens: {', '.join(token)})")
     serve(host=host, port=port, config=config)
 
 
 def fault_settings(faults_json: str | None, pairs: list[str]) -> dict[str, Any]:
     """Merge ``--faults-json`` with ``--fault NAME=VALUE`` pairs (pairs win)."""
-    settings: dict[str, Any] = json.loads(faults_json) if faults_json else {}
+    settings: dict[str, Any] = {}
+    if faults_json:
+        try:
+            parsed = json.loads(faults_json)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--faults-json") from exc
+        if not isinstance(parsed, dict):
+            raise typer.BadParameter("must be a JSON object", param_hint="--faults-json")
+        settings = parsed
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
             raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--fault")
-        settings[name.strip()] = json.loads(value)
+        try:
+            settings[name.strip()] = json.loads(value)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{name.strip()}: value {value!r} is not JSON", param_hint="--fault"
+            ) from exc
     return settings

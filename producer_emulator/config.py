@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from producer_emulator.faults.rules import FaultConfig
 
@@ -101,3 +101,15 @@ def merge_config(current: EmulatorConfig, changes: dict[str, Any]) -> EmulatorCo
     elif fault_changes is not None:
         data["faults"] = fault_changes
     return EmulatorConfig.model_validate(data)
+
+
+def config_problems(exc: ValidationError) -> str:
+    """One readable line for an invalid configuration, each problem named by its field.
+
+    e.g. ``faults.nosuch: Extra inputs are not permitted; faults.task_failure: Input
+    should be less than or equal to 1``: what the CLI prints before exiting 2.
+    """
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )
