@@ -17,7 +17,7 @@ durations (``duration``, WAV length) are emulated seconds and do not scale.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -27,10 +27,13 @@ from producer_emulator.faults.rules import FaultConfig
 class EmulatorConfig(BaseModel):
     """Everything the emulator can be told; every field has a faithful default."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are never settings: an infinite wait passes ``ge=0`` and never ends.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    tokens: list[str] = Field(
-        default_factory=lambda: ["emulator-token"], description="Accepted bearer tokens."
+    tokens: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["emulator-token"],
+        min_length=1,
+        description="Accepted bearer tokens (at least one, none empty).",
     )
     generation_s: float = Field(40.0, ge=0, description="Mean generation time (emulated s).")
     generation_jitter_s: float = Field(10.0, ge=0, description="Uniform +- spread around the mean.")

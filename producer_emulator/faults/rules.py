@@ -44,7 +44,7 @@ class FaultRule(BaseModel):
     says "fail once, then succeed".
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     when: dict[str, Any] = Field(default_factory=dict)
     fault: FaultName
@@ -59,7 +59,7 @@ class FaultConfig(BaseModel):
     task (task and callback faults).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     api_error_500: Probability = Field(
         0.0,

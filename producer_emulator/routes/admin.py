@@ -63,7 +63,8 @@ class AdminRoutes:
         try:
             config = merge_config(self._state.config, changes)
         except ValidationError as exc:
-            errors = json.loads(exc.json(include_url=False))
+            # Without the input: it may be NaN or infinity, which a JSON reply cannot carry.
+            errors = json.loads(exc.json(include_url=False, include_input=False))
             return JSONResponse({"error": "invalid config", "details": errors}, status_code=400)
         self._state.apply_config(config)
         return JSONResponse(config.model_dump(mode="json"))

@@ -8,14 +8,20 @@ traceback or a 500.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import httpx
 import pytest
 import typer
+from emulator_fixtures import TOKEN, emu, server
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from pipelines import cli_emulator
-from producer_emulator import EmulatorConfig
+from producer_emulator import EmulatorConfig, EmulatorServer
+
+__all__ = ["emu", "server"]  # fixtures imported for pytest
 
 # -- CLI -----------------------------------------------------------------------------------
 
@@ -42,6 +48,10 @@ def _run(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, list[Emulato
         (["--faults-json", "{bad"], "--faults-json"),
         (["--faults-json", "[1, 2]"], "--faults-json"),
         (["--faults-json", '{"rules": [{"fault": "nosuch"}]}'], "rules"),
+        (["--fault", "task_failure=NaN"], "task_failure"),
+        (["--time-scale", "nan"], "time_scale"),
+        (["--generation-s", "inf"], "generation_s"),
+        (["--token", ""], "tokens"),
     ],
 )
 def test_cli_refuses_bad_settings_with_a_message_and_exit_2(
@@ -53,3 +63,32 @@ def test_cli_refuses_bad_settings_with_a_message_and_exit_2(
     assert says in result.output
     assert "Traceback" not in result.output
     assert served == []
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tokens": []},
+        {"tokens": [""]},
+        {"time_scale": math.nan},
+        {"generation_s": math.inf},
+        {"faults": {"task_failure": math.nan}},
+        {"faults": {"callback_delay_s": math.inf}},
+    ],
+)
+def test_config_refuses_no_tokens_and_non_finite_numbers(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        EmulatorConfig(**changes)
+
+
+def test_admin_config_refuses_no_tokens_and_nan(emu: EmulatorServer) -> None:
+    for raw in ('{"tokens": []}', '{"time_scale": NaN}', '{"faults": {"task_failure": NaN}}'):
+        reply = httpx.post(
+            f"{emu.url}/_emulator/config", content=raw,
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        assert reply.status_code == 400, (raw, reply.text)
+    assert emu.configure()["tokens"] == [TOKEN, "other-token"]
