@@ -17,6 +17,8 @@ both sides. Keep it in step with ``producer_api/CONTRACT.md``, not with the clie
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,57 @@ MODELS = frozenset(
         "FUZZ-0.8",
     }
 )
+# Request bodies are flat; a cap well above any real one keeps deep nesting from
+# reaching recursive code (json, fingerprints, pydantic) as a RecursionError -> 500.
+MAX_JSON_DEPTH = 64
+
+
+class JsonTooDeepError(ValueError):
+    """A body nested deeper than :data:`MAX_JSON_DEPTH` levels."""
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse a request body as strict JSON, as a real server would.
+
+    Raises ``ValueError`` for anything that is not JSON, including ``NaN`` and
+    ``Infinity`` (Python's parser accepts them, JSON does not) and numbers too large
+    for a float, and
+    :class:`JsonTooDeepError` for nesting beyond :data:`MAX_JSON_DEPTH`.
+    """
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise JsonTooDeepError("nested too deeply") from exc
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise JsonTooDeepError("nested too deeply")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 is valid JSON but overflows to infinity
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:  # iterative: the point is not to recurse
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if not isinstance(item, list):
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in item)
+    return False
+
+
 SOURCE_ACTIONS = frozenset(
     {
         "cover",

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 
 from producer_emulator.config import merge_config
 from producer_emulator.state import EmulatorState
+from producer_emulator.validation import MAX_JSON_DEPTH, load_json
 
 
 class AdminRoutes:
@@ -59,7 +60,10 @@ class AdminRoutes:
         """Apply a partial update."""
         changes = await _json_object(request)
         if changes is None:
-            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+            return JSONResponse(
+                {"error": f"body must be a JSON object (at most {MAX_JSON_DEPTH} levels deep)"},
+                status_code=400,
+            )
         try:
             config = merge_config(self._state.config, changes)
         except ValidationError as exc:
@@ -82,7 +86,7 @@ async def _json_object(request: Request) -> dict[str, Any] | None:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = load_json(raw)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -3,7 +3,7 @@
 1. resolve the API (unknown path or method -> 404 ``no_api``);
 2. bearer auth (no header -> 400 ``no_token``, unknown -> 401 ``invalid_token``);
 3. token bucket of the endpoint class (``poll`` for /tasks, else ``submit``) -> 429;
-4. JSON body (not an object -> 400 ``bad_request``);
+4. JSON body (not strict JSON, nested over 64 levels, or not an object -> 400 ``bad_request``);
 5. fault plan; faults that strike before any work reply now;
 6. the endpoint handler (validation, in-flight cap, the work);
 7. faults that strike after the work (504, malformed body), slow replies.
@@ -35,6 +35,7 @@ from producer_emulator.routes.calls import Call, Reply
 from producer_emulator.routes.quick import handle_lyrics, handle_upload, handle_videos, handle_wav
 from producer_emulator.routes.tasks import handle_tasks
 from producer_emulator.state import EmulatorState
+from producer_emulator.validation import JsonTooDeepError, load_json
 
 Handler = Callable[[Call], Awaitable[Reply]]
 HANDLERS: dict[str, Handler] = {
@@ -173,7 +174,9 @@ class Gateway:
 
 def _parse_json(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = load_json(raw)
+    except JsonTooDeepError as exc:
+        raise bad_request("The request body is nested too deeply.") from exc
     except ValueError as exc:
         raise bad_request("The request body is not valid JSON.") from exc
     if not isinstance(body, dict):

@@ -8,20 +8,21 @@ traceback or a 500.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import httpx
 import pytest
 import typer
-from emulator_fixtures import TOKEN, emu, server
+from emulator_fixtures import TOKEN, api, emu, error_of, server
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from pipelines import cli_emulator
 from producer_emulator import EmulatorConfig, EmulatorServer
 
-__all__ = ["emu", "server"]  # fixtures imported for pytest
+__all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 
 # -- CLI -----------------------------------------------------------------------------------
 
@@ -92,3 +93,42 @@ def test_admin_config_refuses_no_tokens_and_nan(emu: EmulatorServer) -> None:
         )  # fmt: skip
         assert reply.status_code == 400, (raw, reply.text)
     assert emu.configure()["tokens"] == [TOKEN, "other-token"]
+
+
+def test_admin_config_refuses_deeply_nested_json(emu: EmulatorServer) -> None:
+    raw = "[" * 100_000 + "]" * 100_000
+    reply = httpx.post(f"{emu.url}/_emulator/config", content=raw)
+    assert reply.status_code == 400, reply.text
+
+
+# -- request bodies -------------------------------------------------------------------------
+
+
+def _gateway_400(reply: httpx.Response) -> str:
+    status, code, message = error_of(reply)
+    assert (status, code) == (400, "bad_request"), reply.text
+    assert "success" not in reply.json()  # the gateway's envelope
+    return str(message)
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+@pytest.mark.parametrize("endpoint", ["audios", "tasks", "lyrics"])
+def test_deeply_nested_body_is_a_gateway_400_not_a_500(
+    api: httpx.Client, endpoint: str, depth: int
+) -> None:
+    raw = '{"action": "generate", "prompt": "x", "deep": ' + "[" * depth + "]" * depth + "}"
+    reply = api.post(f"/producer/{endpoint}", content=raw)
+    assert "nested" in _gateway_400(reply)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_in_a_body_are_a_gateway_400(api: httpx.Client, constant: str) -> None:
+    raw = '{"action": "generate", "prompt": "x", "duration": ' + constant + "}"
+    reply = api.post("/producer/audios", content=raw)
+    assert "JSON" in _gateway_400(reply)
+
+
+def test_reasonable_nesting_is_still_accepted(api: httpx.Client) -> None:
+    body = {"action": "generate", "prompt": "x", "extra": [[[{"a": [1]}]]]}
+    reply = api.post("/producer/audios", content=json.dumps(body))
+    assert reply.status_code == 200, reply.text
