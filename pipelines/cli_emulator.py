@@ -75,7 +75,9 @@ def emulator(
     except ValidationError as exc:
         typer.echo(f"Error: invalid emulator settings: {config_problems(exc)}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"Producer emulator on http://{host}:{port} (tokens: {', '.join(token)})")
+    # Never the tokens themselves: compose runs this command and keeps its output in logs.
+    count = len(config.tokens)
+    typer.echo(f"Producer emulator on http://{host}:{port} ({count} token{'s' * (count != 1)})")
     serve(host=host, port=port, config=config)
 
 

@@ -24,6 +24,7 @@ from producer_emulator import EmulatorConfig, EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
 
+
 # -- CLI -----------------------------------------------------------------------------------
 
 
@@ -64,6 +65,14 @@ def test_cli_refuses_bad_settings_with_a_message_and_exit_2(
     assert says in result.output
     assert "Traceback" not in result.output
     assert served == []
+
+
+def test_startup_banner_does_not_print_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, served = _run(monkeypatch, "--token", "sekret-one", "--token", "sekret-two")
+    assert result.exit_code == 0, result.output
+    assert served[0].tokens == ["sekret-one", "sekret-two"]
+    assert "sekret" not in result.output
+    assert "2 tokens" in result.output
 
 
 # -- config ---------------------------------------------------------------------------------
