@@ -38,9 +38,10 @@ __all__ = ["SCRIPTS_DIR", "register_scripts", "script_names", "script_text"]
 def _sources(package: str) -> Mapping[str, str]:
     # Read once per process: the files are part of the installed package.
     folder = files(package).joinpath(SCRIPTS_DIR)
+    entries = list(folder.iterdir()) if folder.is_dir() else []
     found = {
         entry.name.removesuffix(".lua"): entry.read_text(encoding="utf-8")
-        for entry in folder.iterdir()
+        for entry in entries
         if entry.is_file() and entry.name.endswith(".lua")
     }
     if not found:
