@@ -65,5 +65,5 @@ def test_register_scripts_loads_every_script_under_its_stem(package: str) -> Non
 def test_an_unknown_script_or_package_is_named_in_the_error() -> None:
     with pytest.raises(KeyError, match="reserve"):
         script_text("workers.ledger", "nope")
-    with pytest.raises(FileNotFoundError, match="workers.tasks"):
+    with pytest.raises(FileNotFoundError, match=r"workers\.tasks"):
         script_names("workers.tasks")

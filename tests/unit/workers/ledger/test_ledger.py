@@ -264,7 +264,7 @@ def test_get_many_answers_every_key_in_order_in_one_round_trip(
         entries = ledger.get_many(keys)
     assert round_trips == 1
     assert [e.key if e else None for e in entries] == [keys[0], keys[1], None, keys[3]]
-    reserved, done, missing, failed = entries
+    reserved, done, _, failed = entries
     assert reserved is not None and reserved.state is State.RESERVED
     assert done is not None and done.state is State.DONE
     assert (done.api_task_id, done.result) == ("task-2", {"audio_id": "a2"})
