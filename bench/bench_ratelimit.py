@@ -42,8 +42,9 @@ from rich.table import Table
 from bench import ratelimit_figures as fig
 from bench.ratelimit_fleet import PATH, FleetResult, FleetSpec, run_fleet
 from producer_emulator import EmulatorConfig, EmulatorServer
-from workers.embedded_redis import env_or_embedded
+from workers.embedded_redis import url_or_embedded
 from workers.ratelimit import Limiter, LimiterDefaults, Limits, RedisBackend, Tuning, token_id_for
+from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 60.0
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens=[ours_token, celery_token], submit_rate_per_s=plan.rate,
         submit_burst=plan.burst, max_concurrency=None, time_scale=0.01,
     )
-    redis_url, server = env_or_embedded()
+    redis_url, server = url_or_embedded(Settings().redis_url)
     try:
         with EmulatorServer(config) as emu:
             ours, marks = run_ours(plan, redis_url, emu, ours_token)

@@ -33,7 +33,7 @@ REQUEUE_JITTER_FRACTION = 0.2
 TOKEN_ID_HEX_CHARS = 16
 # --- end of rate limiter block -----------------------------------------------
 
-# Ledger (workers/ledger.py): one hash per step idempotency key.
+# Ledger (workers/ledger/): one hash per step idempotency key.
 LEDGER_PREFIX = KEY_PREFIX + "ledger:"
 # Reverse index api task id -> ledger key, so one provider task is recorded (or adopted)
 # by at most one step.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import signal
 import socket
 import subprocess
@@ -144,9 +143,12 @@ class EmbeddedRedis:
         self.stop()
 
 
-def env_or_embedded() -> tuple[str, EmbeddedRedis | None]:
-    """Return ``REDIS_URL`` when set, else start an embedded server and return it too."""
-    url = os.environ.get("REDIS_URL") or os.environ.get("PRODUCER_REDIS_URL")
+def url_or_embedded(url: str | None) -> tuple[str, EmbeddedRedis | None]:
+    """Return ``url`` when given, else start an embedded server and return it too.
+
+    The caller reads the URL (``Settings.redis_url``: ``REDIS_URL``); this module
+    never reads the environment.
+    """
     if url:
         return url, None
     server = EmbeddedRedis().start()

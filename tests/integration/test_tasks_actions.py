@@ -25,8 +25,9 @@ from celery.result import AsyncResult
 from producer_client import request_fingerprint
 from tests.integration.fleet import Fleet, check_artifacts, fleet
 from workers.ledger import State
+from workers.operations.actions import AUDIOS_ACTIONS, KNOWN_ACTIONS, QUICK_ACTIONS
 from workers.operations.params import audio_params
-from workers.operations.quick import QUICK_ACTIONS, quick_body
+from workers.operations.quick import quick_body
 from workers.tasks.audios import TASKS
 from workers.tasks.media import lyrics, upload, videos, wav
 
@@ -219,3 +220,11 @@ def test_every_action_has_a_case() -> None:
     covered = {"generate", "upload", "lyrics", "wav", "videos"} | {
         c.name for c in CASES if c.name in TASKS}
     assert set(TASKS) | set(QUICK_ACTIONS) <= covered
+
+
+def test_every_catalogue_action_is_a_registered_task() -> None:
+    # One producer.<action> task per catalogue entry (was an import-time assert in media.py).
+    assert set(TASKS) == set(AUDIOS_ACTIONS)
+    quick_tasks = {t.name for t in (upload, lyrics, wav, videos)}
+    assert quick_tasks == {f"producer.{a}" for a in QUICK_ACTIONS}
+    assert set(KNOWN_ACTIONS) == set(AUDIOS_ACTIONS) | set(QUICK_ACTIONS)

@@ -20,6 +20,7 @@ from producer_client import request_fingerprint
 from producer_emulator import FaultConfig, FaultRule
 from tests.integration.fleet import Fleet, check_artifacts, fast_emulator_config, fleet
 from workers.completion.continuations import Continuation
+from workers.completion.outcome import ProviderOutcome
 from workers.ledger import LedgerEntry, State
 from workers.operations.params import audio_params
 from workers.operations.submit import submitting
@@ -232,8 +233,8 @@ def test_collect_redelivered_after_storing_returns_the_same_result(
             token_id=f.services.token_id, step_key=first["step_key"], action="generate",
             submitted_at=0.0, deadline_at=0.0, context={"params": first["params"]},
         )
-        outcome = {"status": "succeeded", "record": record.model_dump(mode="json")}
-        again = collect.apply_async(args=[outcome, cont.model_dump(mode="json")],
+        outcome = ProviderOutcome.from_record("succeeded", record.model_dump(mode="json"))
+        again = collect.apply_async(args=[outcome.to_json(), cont.model_dump(mode="json")],
                                     task_id=pending.id).get(timeout=RESULT_TIMEOUT_S)
         entry = ledger_entry(f, pending)
     assert again == first

@@ -30,12 +30,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from workers.completion.continuations import Continuation, ContinuationStore
+from workers.completion.outcome import ProviderOutcome
 
 log = structlog.get_logger(__name__)
 
 CALLBACK_PATH = "/callbacks"
 
-ResumeFn = Callable[[Continuation, dict[str, Any]], None]
+ResumeFn = Callable[[Continuation, ProviderOutcome], None]
 
 
 def sign(secret: bytes, callback_id: str) -> str:
@@ -47,12 +48,6 @@ def callback_url(public_base_url: str, secret: bytes, callback_id: str) -> str:
     """The URL to hand the provider for one submission."""
     base = public_base_url.rstrip("/")
     return f"{base}{CALLBACK_PATH}/{callback_id}/{sign(secret, callback_id)}"
-
-
-def outcome_from_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Turn a callback body (the endpoint's final result) into a resume outcome."""
-    status = "succeeded" if body.get("success") is True else "failed"
-    return {"status": status, "response": body, "source": "callback"}
 
 
 def create_receiver_app(store: ContinuationStore, resume: ResumeFn, secret: bytes) -> Starlette:
@@ -97,7 +92,7 @@ def _apply(
     if cont is None:
         return JSONResponse({"detail": "already completed"}, status_code=409)
     try:
-        resume(cont, outcome_from_body(body))
+        resume(cont, ProviderOutcome.from_callback(body))
     except Exception:
         # Put the claimed continuation back (the poller finishes it) rather than lose it.
         store.save(cont, first_poll_at=time.time())

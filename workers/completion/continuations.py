@@ -30,16 +30,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
 
+from workers._redis import register_scripts
 from workers.constants import INFLIGHT_PREFIX
-
-_CLAIM_LUA = (Path(__file__).with_name("claim.lua")).read_text()
-_UNCLAIM_LUA = (Path(__file__).with_name("unclaim.lua")).read_text()
 
 CLAIMED_TTL_S = 7 * 24 * 3600
 """A claimed copy no collect reported finished is forgotten after this long."""
@@ -76,8 +73,9 @@ class ContinuationStore:
     def __init__(self, client: redis.Redis, *, prefix: str = INFLIGHT_PREFIX) -> None:
         self._redis = client
         self._prefix = prefix
-        self._claim = client.register_script(_CLAIM_LUA)
-        self._unclaim = client.register_script(_UNCLAIM_LUA)
+        scripts = register_scripts(client, "workers.completion")
+        self._claim = scripts["claim"]
+        self._unclaim = scripts["unclaim"]
 
     def _task_key(self, api_task_id: str) -> str:
         return f"{self._prefix}task:{api_task_id}"

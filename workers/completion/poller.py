@@ -28,10 +28,11 @@ from typing import Any, Protocol
 import structlog
 
 from workers.completion.continuations import Continuation, ContinuationStore
+from workers.completion.outcome import ProviderOutcome
 
 log = structlog.get_logger(__name__)
 
-ResumeFn = Callable[[Continuation, dict[str, Any]], None]
+ResumeFn = Callable[[Continuation, ProviderOutcome], None]
 
 
 class RecordLike(Protocol):
@@ -106,9 +107,12 @@ class Poller:
                 continue  # claimed meanwhile by a callback
             record = records.get(cont.api_task_id)
             if record is not None and _outcome_name(record) != "pending":
-                self._finish(cont, _outcome_from_record(record), report)
+                outcome = ProviderOutcome.from_record(_outcome_name(record),
+                                                      record.model_dump(mode="json"))
+                self._finish(cont, outcome, report)
             elif now >= cont.deadline_at:
-                self._finish(cont, _expired_outcome(cont, now), report)
+                waited_s = round(now - cont.submitted_at, 1)
+                self._finish(cont, ProviderOutcome.expired(cont.api_task_id, waited_s), report)
                 report.expired += 1
             else:
                 later[cont.api_task_id] = now + self._next_interval(cont, now)
@@ -129,7 +133,7 @@ class Poller:
                 log.warning("continuation_reclaimed", api_task_id=api_task_id,
                             reason="collect did not finish")
 
-    def _finish(self, cont: Continuation, outcome: dict[str, Any], report: PollReport) -> None:
+    def _finish(self, cont: Continuation, outcome: ProviderOutcome, report: PollReport) -> None:
         claimed = self.store.claim(cont.api_task_id, self.token_id, at=self.clock())
         if claimed is None:
             return  # a callback won the race
@@ -166,26 +170,6 @@ class Poller:
 def _outcome_name(record: RecordLike) -> str:
     value = record.outcome
     return str(getattr(value, "value", value)).lower()
-
-
-def _outcome_from_record(record: RecordLike) -> dict[str, Any]:
-    return {
-        "status": _outcome_name(record),
-        "record": record.model_dump(mode="json"),
-        "source": "poller",
-    }
-
-
-def _expired_outcome(cont: Continuation, now: float) -> dict[str, Any]:
-    waited = round(now - cont.submitted_at, 1)
-    return {
-        "status": "expired",
-        "error": {
-            "code": "deadline_exceeded",
-            "message": f"provider task {cont.api_task_id} not finished after {waited}s",
-        },
-        "source": "poller",
-    }
 
 
 def _report_fields(report: PollReport) -> dict[str, Any]:

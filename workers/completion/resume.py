@@ -8,21 +8,23 @@ and carry the chain on, so ``chain(generate.s(), extend.s(), stems.s())
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
 from workers.completion.continuations import Continuation
+from workers.completion.outcome import ProviderOutcome
 
 COLLECT_TASK_NAME = "producer.collect"
 
 
-def resume(app: Celery, cont: Continuation, outcome: dict[str, Any]) -> None:
-    """Publish ``collect(outcome, continuation)`` as the continuation of ``cont``."""
+def resume(app: Celery, cont: Continuation, outcome: ProviderOutcome) -> None:
+    """Publish ``collect(outcome, continuation)`` as the continuation of ``cont``.
+
+    Both travel as JSON: ``outcome.to_json()`` and the continuation's model dump.
+    """
     d = cont.delivery
     app.send_task(
         COLLECT_TASK_NAME,
-        args=[outcome, cont.model_dump(mode="json")],
+        args=[outcome.to_json(), cont.model_dump(mode="json")],
         task_id=cont.celery_task_id,
         chain=d.get("chain"),
         link=d.get("callbacks"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from celery import Celery
 from starlette.applications import Starlette
@@ -11,6 +10,7 @@ from starlette.applications import Starlette
 from producer_client import RateLimitError, TaskRecord
 from workers.completion.callbacks import create_receiver_app
 from workers.completion.continuations import Continuation
+from workers.completion.outcome import ProviderOutcome
 from workers.completion.poller import Poller
 from workers.completion.resume import resume
 from workers.ratelimit import EndpointClass
@@ -37,7 +37,7 @@ def poller_for(svc: Services, app: Celery) -> Poller:
         decision = svc.limiter.acquire(svc.token_id, EndpointClass.POLL)
         return 0.0 if decision.granted else max(decision.wait_s, 0.001)
 
-    def apply(cont: Continuation, outcome: dict[str, Any]) -> None:
+    def apply(cont: Continuation, outcome: ProviderOutcome) -> None:
         resume(app, cont, outcome)
 
     settings = svc.settings

@@ -13,8 +13,9 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from producer_client import AudioItem, AudioResult, TaskRecord
+from producer_client import AudioItem, AudioResult
 from workers.completion.continuations import Continuation
+from workers.completion.outcome import ProviderOutcome
 from workers.ledger import LedgerEntry, State
 from workers.operations.errors import StepFailed
 from workers.operations.results import (
@@ -35,15 +36,14 @@ _EXT_BY_TYPE = {
 _KNOWN_EXTS = frozenset(_EXT_BY_TYPE.values()) | {"jpeg", "aac", "flac", "ogg"}
 
 
-def collect_step(svc: Services, outcome: dict[str, Any], cont: Continuation) -> dict[str, Any]:
+def collect_step(svc: Services, outcome: ProviderOutcome, cont: Continuation) -> dict[str, Any]:
     """Turn a finished provider task into a stored :class:`StepResult` (as a dict)."""
     entry = svc.ledger.get(cont.step_key)
     if entry is not None and entry.state in (State.DONE, State.FAILED):
         return _already_finished(svc, cont, entry)
-    status = outcome.get("status")
-    if status != "succeeded":
-        _fail(svc, cont, *_failure(outcome))
-    result = _audio_result(outcome)
+    if not outcome.succeeded:
+        _fail(svc, cont, *outcome.failure())
+    result = outcome.audio_result()
     step = _store_items(svc, cont, result, outcome)
     recorded = svc.ledger.mark_done(cont.step_key, result=step.model_dump(mode="json"))
     _release(svc, cont)
@@ -72,31 +72,8 @@ def _fail(svc: Services, cont: Continuation, code: str, message: str) -> None:
     raise StepFailed(code, message)
 
 
-def _failure(outcome: dict[str, Any]) -> tuple[str, str]:
-    if outcome.get("status") == "expired":
-        err = outcome.get("error") or {}
-        return str(err.get("code", "deadline_exceeded")), str(err.get("message", "expired"))
-    record = outcome.get("record")
-    response = (record or {}).get("response") if record else outcome.get("response")
-    err = (response or {}).get("error")
-    if isinstance(err, dict):
-        code, message = err.get("code"), err.get("message")
-    else:
-        code, message = None, err
-    return (
-        str(code or "provider_task_failed"),
-        str(message or "the provider reported the task failed"),
-    )
-
-
-def _audio_result(outcome: dict[str, Any]) -> AudioResult:
-    if "record" in outcome:
-        return TaskRecord.model_validate(outcome["record"]).audio_result()
-    return AudioResult.model_validate(outcome.get("response") or {})
-
-
 def _store_items(
-    svc: Services, cont: Continuation, result: AudioResult, outcome: dict[str, Any]
+    svc: Services, cont: Continuation, result: AudioResult, outcome: ProviderOutcome
 ) -> StepResult:
     where = _location(cont)
     artifacts: list[Artifact] = []
@@ -174,11 +151,6 @@ def _location(cont: Continuation) -> tuple[str, str, str]:
     return batch, row, step
 
 
-def _timings(cont: Continuation, outcome: dict[str, Any]) -> dict[str, float]:
-    record = outcome.get("record") or {}
-    timings = {"submitted_at": cont.submitted_at, "collected_at": time.time()}
-    for name in ("created_at", "started_at", "finished_at", "elapsed"):
-        value = record.get(name)
-        if isinstance(value, int | float):
-            timings[name] = float(value)
-    return timings
+def _timings(cont: Continuation, outcome: ProviderOutcome) -> dict[str, float]:
+    return {"submitted_at": cont.submitted_at, "collected_at": time.time(),
+            **outcome.record_timings()}

@@ -19,14 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from producer_client import AudioParams, parse_audio_params
+from workers.operations.actions import CATALOGUE, CONTINUES_AT_END, NEEDS_AUDIO_ID
 from workers.operations.errors import StepFailed
 from workers.operations.results import prior_outputs
 
-NEEDS_AUDIO_ID = frozenset({
-    "cover", "upload_cover", "extend", "upload_extend", "variation", "replace_section",
-    "upload_replace_section", "swap_vocals", "swap_instrumentals", "stems", "wav", "videos",
-})
-CONTINUES_AT_END = frozenset({"extend", "upload_extend"})
 REF_KEY = "$ref"
 """The one key of a step reference: ``{"$ref": "steps.NAME.FIELD"}``."""
 
@@ -40,7 +36,8 @@ def complete_params(action: str, params: dict[str, Any] | None, prev: Prev) -> d
     source = _first(prev)
     if source is None:
         return merged
-    if action in NEEDS_AUDIO_ID and not merged.get("audio_id"):
+    entry = CATALOGUE.get(action)
+    if entry is not None and entry.needs_audio_id and not merged.get("audio_id"):
         audio_id = source.get("audio_id")
         if not audio_id:
             raise StepFailed(
@@ -49,7 +46,8 @@ def complete_params(action: str, params: dict[str, Any] | None, prev: Prev) -> d
                 "produced no audio id",
             )
         merged["audio_id"] = audio_id
-    if action in CONTINUES_AT_END and "continue_at" not in merged and source.get("duration"):
+    continues = entry is not None and entry.continues_at_end
+    if continues and "continue_at" not in merged and source.get("duration"):
         merged["continue_at"] = source["duration"]
     return merged
 
@@ -91,6 +89,20 @@ def _first(prev: Prev) -> dict[str, Any] | None:
     if isinstance(prev, list):
         return next((p for p in prev if isinstance(p, dict)), None)
     return prev
+
+
+__all__ = [
+    # CONTINUES_AT_END, NEEDS_AUDIO_ID: kept importable from here for pipelines/specs.py
+    # until it reads workers.operations.actions; the catalogue owns them.
+    "CONTINUES_AT_END",
+    "NEEDS_AUDIO_ID",
+    "REF_KEY",
+    "Prev",
+    "audio_params",
+    "complete_params",
+    "is_ref",
+    "resolve_refs",
+]
 
 
 def audio_params(action: str, params: dict[str, Any]) -> AudioParams:

@@ -16,12 +16,12 @@ from pydantic import BaseModel
 from producer_client import (
     LyricsResult,
     ParamsValidationError,
-    UploadResult,
     VideoResult,
     WavResult,
     request_fingerprint,
 )
 from workers.ledger import Claim, State
+from workers.operations.actions import CATALOGUE, quick_action
 from workers.operations.errors import StepFailed, classify
 from workers.operations.results import (
     Artifact,
@@ -44,17 +44,18 @@ from workers.ratelimit import EndpointClass
 from workers.runtime import Services
 from workers.storage import artifact_key
 
+# A legacy view of the catalogue ({action: (input field, reply model)}) for
+# pipelines/refs.py until it reads workers.operations.actions; delete it then.
 QUICK_ACTIONS: dict[str, tuple[str, type[BaseModel]]] = {
-    "upload": ("audio_url", UploadResult),
-    "lyrics": ("prompt", LyricsResult),
-    "wav": ("audio_id", WavResult),
-    "videos": ("audio_id", VideoResult),
+    a.name: (a.input_field, a.reply_model)
+    for a in CATALOGUE.values()
+    if a.is_quick and a.input_field is not None and a.reply_model is not None
 }
 
 
 def quick_body(action: str, params: dict[str, Any]) -> dict[str, Any]:
     """The request body of a quick action; raises ``StepFailed`` naming a missing field."""
-    field, _ = QUICK_ACTIONS[action]
+    field = _input_field(action)
     value = params.get(field)
     if not isinstance(value, str) or not value.strip():
         raise StepFailed("invalid_params", f"{action}: {field}: a non-empty string is required")
@@ -122,7 +123,15 @@ def _adopted_reply(svc: Services, call: StepCall, entry: Any) -> BaseModel | Non
     record = svc.client.tasks.retrieve(api_task_id) if api_task_id else None
     if record is None or not record.response:
         return None
-    return QUICK_ACTIONS[call.action][1].model_validate(record.response)
+    model = quick_action(call.action).reply_model
+    assert model is not None  # every quick action of the catalogue names its reply model
+    return model.model_validate(record.response)
+
+
+def _input_field(action: str) -> str:
+    field = quick_action(action).input_field
+    assert field is not None  # every quick action of the catalogue names its input
+    return field
 
 
 def _post(svc: Services, call: StepCall, body: dict[str, Any]) -> BaseModel:

@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-OUTPUT_FIELDS = ("audio_id", "duration", "title", "seed", "model", "api_task_id", "lyric")
-"""The fields of a step's summary in ``outputs`` (what ``{steps.NAME.FIELD}`` may name)."""
+# OUTPUT_FIELDS is the catalogue's (workers.operations.actions); still importable from
+# here for pipelines/refs.py until it reads the catalogue.
+from workers.operations.actions import OUTPUT_FIELDS
 
 PRIOR_OUTPUTS_KEY = "prior_outputs"
 """Context key that carries the earlier steps' outputs from the step task to its result.
@@ -84,11 +85,8 @@ def with_outputs(
 ) -> StepResult:
     """Set ``step.outputs``: ``prior`` plus this step's summary under its step name."""
     name = str(step.context.get("step") or step.action)
-    summary: dict[str, Any] = {
-        "audio_id": step.audio_id, "duration": step.duration, "title": step.title,
-        "seed": step.seed, "model": step.model, "api_task_id": step.api_task_id,
-        "lyric": lyric,
-    }
+    values = {**step.model_dump(include=set(OUTPUT_FIELDS)), "lyric": lyric}
+    summary: dict[str, Any] = {name: values.get(name) for name in OUTPUT_FIELDS}
     step.outputs = {**prior, name: summary}
     return step
 
@@ -112,3 +110,17 @@ def storage_step(step: str) -> str:
     cannot contain a dot, so this never clashes with another step).
     """
     return step.replace("#", ".")
+
+
+__all__ = [
+    # OUTPUT_FIELDS: the catalogue's, re-exported for pipelines/refs.py (see the import).
+    "OUTPUT_FIELDS",
+    "PRIOR_OUTPUTS_KEY",
+    "Artifact",
+    "StepResult",
+    "carry_outputs",
+    "prior_outputs",
+    "split_context",
+    "storage_step",
+    "with_outputs",
+]

@@ -34,6 +34,7 @@ from producer_client import (
     Submission,
     request_fingerprint,
 )
+from workers._redis import register_scripts
 from workers.completion.callbacks import callback_url
 from workers.completion.continuations import Continuation
 from workers.constants import KEY_PREFIX
@@ -61,12 +62,6 @@ SUBMIT_LOCK_PREFIX = KEY_PREFIX + "submitting:"
 
 SUBMIT_LOCK_MARGIN_S = 5.0
 """The submit lock outlives the request timeout by this much."""
-
-# KEYS[1] lock, ARGV[1] token: delete the lock only if this delivery still holds it.
-_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 ADOPTION_PAGE_SIZE = 100
 """Tasks per listing page (the API's cap)."""
@@ -163,7 +158,9 @@ def submitting(svc: Services, key: str) -> Iterator[bool]:
         yield held
     finally:
         if held:
-            svc.redis.eval(_UNLOCK_LUA, 1, name, token)
+            # scripts/submit_unlock.lua: delete the lock only while this token holds it.
+            register_scripts(svc.redis, "workers.operations")["submit_unlock"](
+                keys=[name], args=[token])
 
 
 def _submit_reserved(svc: Services, call: StepCall, params: AudioParams, epoch: int) -> Outcome:

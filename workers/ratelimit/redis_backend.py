@@ -1,20 +1,20 @@
 """The fleet-wide backend: bucket and leases in Redis, updated by Lua, timed by Redis.
 
 Every worker process talks to the same keys, so N workers share one limit. Each
-operation is one ``EVALSHA`` of a script loaded from its ``.lua`` file beside
-this module (registered once per backend; redis-py reloads it after a
-``SCRIPT FLUSH``). Scripts read the clock with ``TIME``, so skew between worker
+operation is one ``EVALSHA`` of a script loaded from its ``.lua`` file in
+``scripts/`` (:func:`workers._redis.register_scripts`, once per backend; redis-py
+reloads it after a ``SCRIPT FLUSH``). Scripts read the clock with ``TIME``, so skew between worker
 machines cannot widen the limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from importlib.resources import files
 from typing import Any
 
 import redis
 
+from workers._redis import register_scripts
 from workers.ratelimit.backend import (
     BucketCall,
     BucketReply,
@@ -25,14 +25,6 @@ from workers.ratelimit.backend import (
     bucket_key,
     leases_key,
 )
-
-
-def _script_text(name: str) -> str:
-    return files("workers.ratelimit").joinpath(name).read_text(encoding="utf-8")
-
-
-BUCKET_LUA = _script_text("token_bucket.lua")
-LEASES_LUA = _script_text("leases.lua")
 
 
 def _text(value: Any) -> str:
@@ -52,8 +44,9 @@ class RedisBackend:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._bucket = client.register_script(BUCKET_LUA)
-        self._leases = client.register_script(LEASES_LUA)
+        scripts = register_scripts(client, "workers.ratelimit")
+        self._bucket = scripts["token_bucket"]
+        self._leases = scripts["leases"]
 
     @property
     def client(self) -> redis.Redis:
@@ -61,7 +54,7 @@ class RedisBackend:
         return self._client
 
     def bucket(self, token_id: str, endpoint: EndpointClass, call: BucketCall) -> BucketReply:
-        """Run ``token_bucket.lua`` once."""
+        """Run ``scripts/token_bucket.lua`` once."""
         args = [
             call.op, call.cost, call.defaults.ceiling, call.defaults.burst,
             call.retry_after_s, call.epoch, *call.tuning.as_args(),
@@ -74,7 +67,7 @@ class RedisBackend:
     def lease(
         self, token_id: str, op: LeaseOp, lease_id: str, ttl_s: float, default_cap: int
     ) -> LeaseReply:
-        """Run ``leases.lua`` once."""
+        """Run ``scripts/leases.lua`` once."""
         keys = [leases_key(token_id), bucket_key(token_id, EndpointClass.SUBMIT)]
         code, wait_ms, count = self._leases(keys=keys, args=[op, lease_id, ttl_s, default_cap])
         return LeaseReply(bool(int(code)), int(wait_ms), int(count))

@@ -18,6 +18,7 @@ from celery import Task
 from producer_client import ACTIONS
 from workers.app import app
 from workers.completion.continuations import Continuation
+from workers.completion.outcome import ProviderOutcome
 from workers.completion.resume import COLLECT_TASK_NAME
 from workers.logging import bind_task_context
 from workers.operations.collect import collect_step
@@ -50,11 +51,12 @@ def _collect(
 ) -> dict[str, Any]:
     """Store the finished step's files and return its result (runs under the step's id)."""
     cont = Continuation.model_validate(continuation)
+    provider = ProviderOutcome.from_json(outcome)
     bind_task_context(task_id=cont.celery_task_id, action=cont.action,
                       api_task_id=cont.api_task_id)
     call = StepCall(action=cont.action, params={}, key=cont.step_key, context={},
                     celery_task_id=cont.celery_task_id, delivery=cont.delivery)
-    return run_step(self, call, lambda svc, _: Finished(collect_step(svc, outcome, cont)))
+    return run_step(self, call, lambda svc, _: Finished(collect_step(svc, provider, cont)))
 
 
 collect: Task = app.task(bind=True, name=COLLECT_TASK_NAME, acks_late=True)(_collect)

@@ -56,26 +56,27 @@ def run_step(
     """Run ``operation`` and turn its outcome into what Celery expects."""
     bind_task_context(task_id=call.celery_task_id, action=call.action,
                       batch=call.context.get("batch"), row=call.context.get("row"))
+    svc = get_services()  # once per run; passed down, never looked up again below
     try:
-        outcome = operation(get_services(), call)
+        outcome = operation(svc, call)
     except Exception as exc:
-        raise _retry_or_fail(task, call, exc) from exc
-    return _deliver(task, call, outcome)
+        raise _retry_or_fail(svc, task, call, exc) from exc
+    return _deliver(svc, task, call, outcome)
 
 
-def _deliver(task: Task, call: StepCall, outcome: Outcome) -> dict[str, Any]:
+def _deliver(svc: Services, task: Task, call: StepCall, outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Finished):
         log.info("step_finished", step_key=call.key, api_task_id=outcome.result.get("api_task_id"))
         return outcome.result
     if isinstance(outcome, Paused):
         task.update_state(state=AWAITING_PROVIDER,
                           meta={"api_task_id": outcome.api_task_id, "step_key": call.key})
-        _restore_finished_state(task, call)
+        _restore_finished_state(svc, task, call)
         log.info("step_submitted", step_key=call.key, api_task_id=outcome.api_task_id,
                  adopted=outcome.adopted)
         raise Ignore()
     assert isinstance(outcome, Wait)
-    countdown = _countdown(outcome.countdown_s)
+    countdown = _countdown(svc, outcome.countdown_s)
     log.info("step_waiting", step_key=call.key, reason=outcome.reason,
              countdown_s=round(countdown, 3))
     # Re-publish rather than Task.retry: a wait for capacity is not a failure, must not
@@ -85,14 +86,14 @@ def _deliver(task: Task, call: StepCall, outcome: Outcome) -> dict[str, Any]:
     raise Ignore()
 
 
-def _restore_finished_state(task: Task, call: StepCall) -> None:
+def _restore_finished_state(svc: Services, task: Task, call: StepCall) -> None:
     """Undo the AWAITING_PROVIDER write when the step finished meanwhile.
 
     A redelivered step can pause again while its ``collect`` (resumed from the
     continuation) is already done: that collect's SUCCESS, written just before, would
     be overwritten and ``.get()`` would wait forever. The ledger knows better.
     """
-    entry = get_services().ledger.get(call.key)
+    entry = svc.ledger.get(call.key)
     if entry is None or entry.state not in (State.DONE, State.FAILED):
         return
     if entry.state is State.DONE:
@@ -102,25 +103,25 @@ def _restore_finished_state(task: Task, call: StepCall) -> None:
         task.backend.store_result(call.celery_task_id, failed, "FAILURE")
 
 
-def _countdown(seconds: float) -> float:
+def _countdown(svc: Services, seconds: float) -> float:
     # On Redis an ETA message is redelivered once it is held longer than the visibility
     # timeout, so a countdown must stay well below it (it is short only in tests).
-    return max(0.0, min(seconds, get_services().settings.visibility_timeout_s / 2))
+    return max(0.0, min(seconds, svc.settings.visibility_timeout_s / 2))
 
 
-def _retry_or_fail(task: Task, call: StepCall, exc: Exception) -> BaseException:
+def _retry_or_fail(svc: Services, task: Task, call: StepCall, exc: Exception) -> BaseException:
     verdict = classify(exc)
     if isinstance(verdict, StepFailed):
         log.warning("step_failed", step_key=call.key, code=verdict.code, message=verdict.message)
         return verdict
     attempt = int(task.request.kwargs.get(TRANSIENT_ATTEMPT_KW) or 0)
-    limit = get_services().settings.max_transient_retries
+    limit = svc.settings.max_transient_retries
     if attempt >= limit:
         failed = StepFailed(verdict.code, f"gave up after {attempt} retries: {verdict.message}")
-        get_services().ledger.mark_failed(call.key, code=failed.code, message=failed.message)
+        svc.ledger.mark_failed(call.key, code=failed.code, message=failed.message)
         log.warning("step_failed", step_key=call.key, code=failed.code, message=failed.message)
         return failed
-    delay = _countdown(backoff_s(attempt))
+    delay = _countdown(svc, backoff_s(attempt))
     log.info("step_retry", step_key=call.key, code=verdict.code, attempt=attempt + 1,
              countdown_s=round(delay, 2))
     kwargs = {**task.request.kwargs, TRANSIENT_ATTEMPT_KW: attempt + 1}

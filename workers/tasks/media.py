@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Task
 
-from workers.operations.quick import QUICK_ACTIONS, run_quick_step
+from workers.operations.quick import run_quick_step
 from workers.tasks.base import step_task
 
 
@@ -23,5 +23,3 @@ upload = _quick_task("upload")
 lyrics = _quick_task("lyrics")
 wav = _quick_task("wav")
 videos = _quick_task("videos")
-
-assert set(QUICK_ACTIONS) == {"upload", "lyrics", "wav", "videos"}

@@ -11,6 +11,7 @@ import redis
 
 from workers.completion.callbacks import callback_url, create_receiver_app, sign
 from workers.completion.continuations import Continuation, ContinuationStore
+from workers.completion.outcome import ProviderOutcome
 
 SECRET = b"s3cret-key"
 
@@ -32,9 +33,9 @@ def _cont(cb: str) -> Continuation:
 @pytest.fixture
 def setup(
     redis_client: redis.Redis,
-) -> tuple[ContinuationStore, list[tuple[Continuation, dict[str, Any]]], httpx.AsyncClient]:
+) -> tuple[ContinuationStore, list[tuple[Continuation, ProviderOutcome]], httpx.AsyncClient]:
     store = ContinuationStore(redis_client)
-    resumed: list[tuple[Continuation, dict[str, Any]]] = []
+    resumed: list[tuple[Continuation, ProviderOutcome]] = []
     app = create_receiver_app(store, lambda c, o: resumed.append((c, o)), SECRET)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver")
     return store, resumed, client
@@ -55,7 +56,7 @@ async def test_valid_callback_resumes_once_and_duplicates_are_harmless(setup: An
     assert first.status_code == 200
     assert again.status_code == 409
     assert len(resumed) == 1
-    assert resumed[0][1]["status"] == "succeeded"
+    assert resumed[0][1].status == "succeeded"
     assert store.in_flight("tok") == 0
 
 
@@ -85,7 +86,7 @@ async def test_failure_body_resumes_as_failed(setup: Any) -> None:
     store.save(_cont("cb1"), first_poll_at=time.time())
     body = {"success": False, "task_id": "api-1", "error": {"code": "api_error", "message": "boom"}}
     assert (await client.post(_path("cb1"), json=body)).status_code == 200
-    assert resumed[0][1]["status"] == "failed"
+    assert resumed[0][1].status == "failed"
 
 
 def test_signature_is_stable_and_secret_dependent() -> None:

@@ -64,7 +64,7 @@ def _poller(
         token_id="tok",
         fetch=fetch,
         take_poll_budget=lambda: budget_values.pop(0) if budget_values else 0.0,
-        resume=lambda c, o: resumed.append((c.api_task_id, o["status"])),
+        resume=lambda c, o: resumed.append((c.api_task_id, o.status)),
         batch_size=2,
         first_poll_after_s=5,
         max_interval_s=20,

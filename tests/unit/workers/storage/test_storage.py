@@ -13,8 +13,6 @@ import obstore
 import pytest
 
 from workers.storage import (
-    SIDECAR_PREFIX,
-    STAGING_PREFIX,
     ArtifactConflictError,
     ArtifactStore,
     ArtifactTooLargeError,
@@ -26,6 +24,7 @@ from workers.storage import (
     UnsafeURLError,
     artifact_key,
 )
+from workers.storage.store import SIDECAR_PREFIX, STAGING_PREFIX
 
 Handler = Callable[[httpx.Request], httpx.Response]
 URL = "https://cdn.example/song.mp3?token=s3cr3t"

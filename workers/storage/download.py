@@ -2,7 +2,7 @@
 
 Checks a streamed response before any byte is stored (status, declared size, content
 type), wraps its body in an iterator that hashes, counts and enforces the size cap,
-and translates lower-level errors into :mod:`workers.storage_errors` in one place.
+and translates lower-level errors into :mod:`workers.storage.errors` in one place.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import httpx
 from obstore.exceptions import BaseError
 
-from workers.storage_errors import (
+from workers.storage.errors import (
     ArtifactError,
     ArtifactTooLargeError,
     ContentTypeError,

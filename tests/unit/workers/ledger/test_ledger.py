@@ -239,3 +239,37 @@ def test_scan_lists_a_batch_and_escapes_glob_characters(ledger: Ledger) -> None:
         ledger.reserve(key, fingerprint=FP, owner="o")
     assert sorted(e.key for e in ledger.scan("b[1]/")) == ["b[1]/0/gen", "b[1]/1/gen"]
     assert len(list(ledger.scan())) == 4
+
+
+def test_get_many_answers_every_key_in_order_in_one_round_trip(
+    ledger: Ledger, client: redis.Redis
+) -> None:
+    keys = [step_key("b", row, "gen") for row in (1, 2, 3, 4)]
+    ledger.reserve(keys[0], fingerprint=FP, owner="o")
+    ledger.reserve(keys[1], fingerprint=FP, owner="o")
+    ledger.mark_submitted(keys[1], api_task_id="task-2")
+    ledger.mark_done(keys[1], result={"audio_id": "a2"})
+    ledger.reserve(keys[3], fingerprint=FP, owner="o")
+    ledger.mark_failed(keys[3], code="provider_task_failed", message="no")
+    round_trips = 0
+    execute = redis.client.Pipeline.execute
+
+    def counted(pipe: redis.client.Pipeline, *args: object, **kwargs: object) -> list[object]:
+        nonlocal round_trips
+        round_trips += 1
+        return execute(pipe, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis.client.Pipeline, "execute", counted)
+        entries = ledger.get_many(keys)
+    assert round_trips == 1
+    assert [e.key if e else None for e in entries] == [keys[0], keys[1], None, keys[3]]
+    reserved, done, _, failed = entries
+    assert reserved is not None and reserved.state is State.RESERVED
+    assert done is not None and done.state is State.DONE
+    assert (done.api_task_id, done.result) == ("task-2", {"audio_id": "a2"})
+    assert done.submitted_at is not None and done.finished_at is not None
+    assert failed is not None and failed.state is State.FAILED
+    assert (failed.error_code, failed.error_message) == ("provider_task_failed", "no")
+    assert entries == [ledger.get(k) for k in keys]
+    assert ledger.get_many([]) == []

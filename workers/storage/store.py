@@ -19,7 +19,7 @@ rename. If the final key already exists, its sha256 (sidecar, or hashed from the
 object when the sidecar is missing) decides: equal is an idempotent retry and returns
 the existing :class:`StoredObject`; different raises :class:`ArtifactConflictError`.
 A crash between 2 and 3 leaves only a staging object; :meth:`ArtifactStore.sweep_staging`
-removes old ones. Errors: :mod:`workers.storage_errors`.
+removes old ones. Errors: :mod:`workers.storage.errors`.
 """
 
 from __future__ import annotations
@@ -40,22 +40,17 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError
 from obstore.store import LocalStore, MemoryStore, S3Store
 
-from workers.storage_download import (
+from workers.storage.download import (
     DEFAULT_EXPECTED_TYPES,
     HashingBody,
     check_response,
     check_source_url,
     translate_error,
 )
-from workers.storage_errors import (
+from workers.storage.errors import (
     ArtifactConflictError,
-    ArtifactError,
-    ArtifactTooLargeError,
-    ContentTypeError,
-    DownloadError,
     EmptyArtifactError,
     StorageError,
-    UnsafeURLError,
 )
 
 if TYPE_CHECKING:
@@ -63,20 +58,7 @@ if TYPE_CHECKING:
 
     from workers.settings import Settings
 
-__all__ = [
-    "DEFAULT_EXPECTED_TYPES",
-    "ArtifactConflictError",
-    "ArtifactError",
-    "ArtifactStore",
-    "ArtifactTooLargeError",
-    "ContentTypeError",
-    "DownloadError",
-    "EmptyArtifactError",
-    "StorageError",
-    "StoredObject",
-    "UnsafeURLError",
-    "artifact_key",
-]
+__all__ = ["ArtifactStore", "StoredObject", "artifact_key"]
 
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 STAGING_PREFIX = ".staging/"
