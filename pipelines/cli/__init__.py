@@ -1,7 +1,7 @@
 """The ``producer-batch`` command line.
 
-Each command family lives in its own module and is mounted here, so this file
-stays an index of what the CLI offers.
+Each command family lives in its own module of this package and is mounted here, so
+this file stays an index of what the CLI offers.
 """
 
 from __future__ import annotations
@@ -32,18 +32,18 @@ def _mount() -> None:
     _mounted = True
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
-    from pipelines import (
-        cli_batch,
-        cli_demo,
-        cli_emulator,
-        cli_ledger,
-        cli_limits,
-        cli_schedules,
-        cli_workers,
+    from pipelines.cli import (
+        batch,
+        demo,
+        emulator,
+        ledger,
+        limits,
+        run,
+        schedules,
+        services,
     )
 
-    for family in (cli_demo, cli_workers, cli_emulator, cli_limits, cli_ledger, cli_schedules,
-                   cli_batch):
+    for family in (demo, services, emulator, limits, ledger, schedules, batch, run):
         family.register(app)
 
 

@@ -3,7 +3,7 @@
 These talk to the fleet's Redis (``REDIS_URL``): ``submit`` validates a CSV and
 records the batch, the ``feeder`` service (and every worker finishing a row) feeds
 it to the workers; the rest read or steer batches. ``run`` (in
-:mod:`pipelines.cli_batch_run`) does all of it on one machine in one command.
+:mod:`pipelines.cli.run`) does all of it on one machine in one command.
 Exit codes: 0 ok, 1 the batch had failed rows (``run``), 2 refused or bad usage.
 """
 
@@ -47,15 +47,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 def register(app: typer.Typer) -> None:
     """Add the batch commands to ``app``."""
-    from pipelines import cli_batch_run
-
     app.command("submit")(submit)
     app.command("status")(status)
     app.command("results")(results)
     app.command("cancel")(cancel)
     app.command("retry-failed")(retry_failed_cmd)
     app.command("feeder")(feeder)
-    cli_batch_run.register(app)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -282,7 +279,7 @@ def cancel(
     abandon: Annotated[bool, typer.Option(help="Also drop the rows in flight now.")] = False,
 ) -> None:
     """Stop feeding a batch; rows in flight finish (or with --abandon are dropped)."""
-    from workers.app import app
+    from pipelines.app import app
 
     try:
         new_status = cancel_batch(redis_client(get_settings()), app, batch_id, abandon=abandon)
@@ -307,11 +304,12 @@ def feeder(
         help="Fleet-wide spend cap, e.g. '100 USD' (kept in Redis).")] = None,
 ) -> None:
     """Feed batch rows to the workers as capacity allows (run one or more)."""
+    from pipelines.app import app
     from pipelines.batch_tasks import feeder_for
-    from pipelines.cli_workers import _services, stop_on_signals
+    from pipelines.cli.services import _services, stop_on_signals
 
     svc = _services()
-    feed = feeder_for(svc)
+    feed = feeder_for(svc, app)
     if window is not None:
         feed.state.set_window(window or None)
     if global_max_spend is not None:

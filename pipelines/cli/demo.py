@@ -36,7 +36,7 @@ def demo(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step and poll."),
 ) -> None:
     """Generate, extend and split one song through the workers; print where the files are."""
-    from pipelines.local import local_stack
+    from pipelines.cli.local_stack import local_stack
     from workers.tasks.audios import extend, generate, stems
 
     configure_logging(level="INFO" if verbose else "WARNING")

@@ -1,6 +1,6 @@
 """``producer-batch run CSV --pipeline NAME``: a whole batch on this machine, one command.
 
-Starts what is missing (:func:`pipelines.local.local_stack`: embedded Redis unless
+Starts what is missing (:func:`pipelines.cli.local_stack.local_stack`: embedded Redis unless
 ``REDIS_URL``, the emulator unless ``PRODUCER_API_TOKEN``, a worker, the poller),
 submits the CSV, feeds it from a thread, shows progress, writes the manifest into the
 store (``./producer-results/<batch-id>/`` by default, beside the audio, covers and
@@ -28,7 +28,7 @@ from rich.table import Table
 
 from pipelines.batch_status import batch_status, status_line
 from pipelines.batchstate import FINAL_STATUSES
-from pipelines.cli_batch import (
+from pipelines.cli.batch import (
     PipelineOpt,
     PipelinesFileOpt,
     err,
@@ -65,7 +65,7 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
 ) -> None:
     """Run a CSV batch end to end on this machine; results under ./producer-results/<id>/."""
-    from pipelines.local import local_stack
+    from pipelines.cli.local_stack import local_stack
 
     configure_logging(level="INFO" if verbose else "WARNING")
     settings = get_settings()
@@ -125,7 +125,7 @@ def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
     """Feed from a thread and show progress until the batch ends; returns its last status."""
     from pipelines.batch_tasks import feeder_for
 
-    feeder = feeder_for(stack.services)
+    feeder = feeder_for(stack.services, stack.app)
     stop = threading.Event()
     thread = threading.Thread(target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.2},
                               name="feeder", daemon=True)

@@ -19,15 +19,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines import schedule_tasks
-from pipelines.schedule_tasks import RunRecord, ScheduleStore, fire_schedule, sync_file
-from pipelines.schedules import (
+from pipelines.schedules import tasks as schedule_tasks
+from pipelines.schedules.spec import (
     ScheduleConfigError,
     ScheduleSpec,
     build_spec,
     resolve_csv,
     validate_pipelines,
 )
+from pipelines.schedules.store import RunRecord, ScheduleStore, sync_file
+from pipelines.schedules.tasks import fire_schedule
 from workers.logging import configure_logging
 from workers.settings import get_settings
 from workers.storage import ArtifactStore

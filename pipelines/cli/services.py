@@ -1,7 +1,7 @@
 """``producer-batch poller`` and ``producer-batch receiver``: the completion services.
 
 Workers themselves are started with Celery's own command,
-``celery -A workers.app worker``; these two finish what the workers paused.
+``celery -A pipelines.app worker``; these two finish what the workers paused.
 Both read the same environment as the workers (``REDIS_URL``,
 ``PRODUCER_API_TOKEN``, ``PRODUCER_CALLBACK_SECRET`` ...).
 """
@@ -50,7 +50,7 @@ def stop_on_signals() -> threading.Event:
 
 def poller() -> None:
     """Poll the provider for every in-flight task and resume finished steps (always run one)."""
-    from workers.app import app
+    from pipelines.app import app
     from workers.completion.wiring import poller_for
 
     svc = _services()
@@ -68,7 +68,7 @@ def receiver(
     """Serve the callback receiver (set PRODUCER_PUBLIC_BASE_URL to its public URL)."""
     import uvicorn
 
-    from workers.app import app
+    from pipelines.app import app
     from workers.completion.wiring import receiver_for
 
     svc = _services()
