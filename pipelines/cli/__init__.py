@@ -1,7 +1,8 @@
 """The ``producer-batch`` command line.
 
 Each command family lives in its own module of this package and is mounted here, so
-this file stays an index of what the CLI offers.
+this file stays an index of what the CLI offers; :mod:`pipelines.cli._common` turns
+errors into messages and exit codes for all of them.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def _mount() -> None:
         schedules,
         services,
     )
+    from pipelines.cli._common import guard_all
 
     for family in (demo, services, emulator, limits, ledger, schedules, batch, run):
         family.register(app)
+    guard_all(app)
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from types import FrameType
 
 import typer
 
+from pipelines.cli._common import fail, settings
 from workers.logging import configure_logging
-from workers.runtime import ConfigurationError, Services, build_services
-from workers.settings import get_settings
+from workers.runtime import Services, build_services
 
 
 def register(app: typer.Typer) -> None:
@@ -26,13 +26,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _services() -> Services:
-    settings = get_settings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    try:
-        return build_services(settings)
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    # An incomplete configuration (ConfigurationError) exits 2 through handle_errors.
+    config = settings()
+    configure_logging(json=config.log_json, level=config.log_level)
+    return build_services(config)
 
 
 def stop_on_signals() -> threading.Event:
@@ -75,8 +72,7 @@ def receiver(
     try:
         asgi = receiver_for(svc, app)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     try:
         uvicorn.run(asgi, host=host, port=port, log_level="warning")
     finally:
