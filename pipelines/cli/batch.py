@@ -30,8 +30,8 @@ from pipelines.batches import (
     submit_batch,
 )
 from pipelines.batchstate import FINAL_STATUSES, BatchState
-from pipelines.cli import _common
 from pipelines.cli._common import fail, settings
+from pipelines.cli._common import redis_client as open_redis
 from pipelines.specs import PipelineSpec, get_pipeline
 from pipelines.spend import PriceTable, estimate
 from workers.settings import Settings
@@ -58,8 +58,8 @@ def register(app: typer.Typer) -> None:
 
 def redis_client(config: Settings) -> redis.Redis:
     """The fleet's Redis; exits with a clear message when REDIS_URL is unset."""
-    return _common.redis_client(config, "REDIS_URL is not set: batches live in the fleet's "
-                                        "Redis (or use `producer-batch run`, which starts its own)")
+    return open_redis(config, "REDIS_URL is not set: batches live in the fleet's Redis "
+                              "(or use `producer-batch run`, which starts its own)")
 
 
 def load_pipeline(name: str, path: Path | None) -> PipelineSpec:
