@@ -177,10 +177,10 @@ def wait_for_worker(app: Celery, name: str, budget_s: float = 60.0) -> None:
 
 def run_ours(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
     """The batch through worker, poller and feeder processes; makespan from the record."""
+    from pipelines.app import app
     from pipelines.batches import submit_batch
     from pipelines.batchstate import BatchState
     from pipelines.specs import get_pipeline
-    from workers.app import app
 
     source = tmp / "batch.csv"
     write_csv(source, plan.rows)
@@ -363,7 +363,7 @@ def poller_main() -> None:
     """
     import threading
 
-    from workers.app import app
+    from pipelines.app import app
     from workers.completion.wiring import poller_for
     from workers.runtime import build_services
     from workers.settings import get_settings

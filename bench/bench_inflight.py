@@ -7,7 +7,7 @@ Uses ``REDIS_URL`` (its database is FLUSHED) or an embedded server. The emulator
 in this process with no submit limit and no concurrency cap, and enforces the
 provider's 1 poll/s per token. Two runs, one after the other:
 
-* **ours**: ONE worker process (``celery -A workers.app worker --pool threads -c 8``)
+* **ours**: ONE worker process (``celery -A pipelines.app worker --pool threads -c 8``)
   gets N ``producer.generate`` tasks; each submits in async mode, saves its
   continuation and ends, so the pool is free again at once. The central poller (a
   thread here, default settings: 1 poll/s, 50 ids per poll) finishes them. Measured:
@@ -257,7 +257,7 @@ class Watcher:
 
 def run_ours(plan: Plan, url: str, emu: EmulatorServer, tmp: Path) -> Figures:
     """N generations through one threads worker and the central poller."""
-    from workers.app import app
+    from pipelines.app import app
     from workers.completion.wiring import poller_for
     from workers.runtime import build_services
     from workers.settings import Settings
@@ -267,7 +267,7 @@ def run_ours(plan: Plan, url: str, emu: EmulatorServer, tmp: Path) -> Figures:
     app.conf.update(broker_url=url, result_backend=url)
     svc = build_services(Settings(api_token=TOKEN, base_url=emu.url, redis_url=url,
                                   storage_url=f"file://{tmp / 'store'}"))
-    command = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool",
+    command = [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker", "--pool",
                "threads", "-c", str(POOL), "-n", "ours@%h", "--without-mingle",
                "--without-gossip", "-l", "WARNING"]
     figures = Figures("ours: async submit + continuation, threads -c 8")

@@ -1,4 +1,4 @@
-"""The row-completion tasks of batches, registered on the workers' Celery app.
+"""The row-completion tasks of batches (shared tasks: :mod:`pipelines.app` lists this module).
 
 The feeder ends every row's canvas with ``producer.batch.row_done`` and links
 ``producer.batch.row_failed`` as its errback. Both record the row once
@@ -19,12 +19,12 @@ import threading
 from typing import Any
 
 import structlog
-from celery import Task
+from celery import Celery, Task, current_app, shared_task
 from redis.exceptions import RedisError
 
 from pipelines.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, BatchInfo, Feeder, failure_of
 from pipelines.spend import PriceTable
-from workers.app import app
+from workers.app import ProducerTask
 from workers.runtime import Services, get_services
 
 log = structlog.get_logger(__name__)
@@ -37,14 +37,18 @@ def process_feeder() -> Feeder:
     """This process's feeder, built from its services (rebuilt after a fork or new services)."""
     global _feeder
     svc = get_services()
+    # In a worker the current app is the worker's own (pipelines.app, or the app
+    # `producer-batch run` built).
+    app = current_app._get_current_object()
     with _lock:
-        if _feeder is None or _feeder[:2] != (os.getpid(), id(svc)):
-            _feeder = (os.getpid(), id(svc), feeder_for(svc))
+        if _feeder is None or _feeder[:2] != (os.getpid(), id(svc)) or _feeder[2].app is not app:
+            _feeder = (os.getpid(), id(svc), feeder_for(svc, app))
         return _feeder[2]
 
 
-def feeder_for(svc: Services, *, window: int | None = None) -> Feeder:
-    """A feeder over ``svc``'s Redis, limiter and token, with the configured global cap."""
+def feeder_for(svc: Services, app: Celery, *, window: int | None = None) -> Feeder:
+    """A feeder over ``svc``'s Redis, limiter and token sending through ``app``, with the
+    configured global cap."""
     prices = PriceTable.load(svc.settings.prices_file)
     cap = prices.parse_cap(svc.settings.global_spend_cap)
     return Feeder(svc.redis, app, limiter=svc.limiter, token_id=svc.token_id, prices=prices,
@@ -74,6 +78,7 @@ def _row_failed(request: Any = None, exc: Any = None, traceback: Any = None, *,
 
 
 # A Redis hiccup must not turn a finished row into a failed one: retry the bookkeeping.
-row_done: Task = app.task(name=ROW_DONE_TASK, acks_late=True, autoretry_for=(RedisError,),
-                          retry_backoff=True, max_retries=10)(_row_done)
-row_failed: Task = app.task(name=ROW_FAILED_TASK, acks_late=True)(_row_failed)
+row_done: Task = shared_task(name=ROW_DONE_TASK, acks_late=True, autoretry_for=(RedisError,),
+                             retry_backoff=True, max_retries=10, base=ProducerTask)(_row_done)
+row_failed: Task = shared_task(name=ROW_FAILED_TASK, acks_late=True,
+                               base=ProducerTask)(_row_failed)

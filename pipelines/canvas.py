@@ -17,12 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from celery import chain, group
+from celery import chain, group, signature
 from celery.canvas import Signature
 
 from pipelines.refs import RowRef, StepRef, coerce_params
 from pipelines.specs import PipelineSpec, check_step_values, with_implicit
-from workers.app import app
 
 
 @dataclass(frozen=True)
@@ -161,8 +160,10 @@ def _signature(
     action: str, params: dict[str, Any], batch_id: str, row: int, step: str
 ) -> Signature:
     context = {"batch": batch_id, "row": row, "step": step}
-    return app.signature(f"producer.{action}",
-                         kwargs={"params": dict(params), "context": context})
+    # By name, app-free: the canvas is sent through the app of whoever applies it, and
+    # this module needs no app (pipelines.app imports the batch tasks that import it).
+    return signature(f"producer.{action}",
+                     kwargs={"params": dict(params), "context": context})
 
 
 def calls_per_row(spec: PipelineSpec) -> dict[str, int]:

@@ -1,11 +1,13 @@
-"""The Celery app: ``celery -A workers.app worker`` / ``celery -A workers.app inspect ping``.
+"""The Celery app factory of the workers (not an entry point: run ``celery -A pipelines.app``).
 
-``app = create_app(get_settings())`` is built at import from the environment and never
-connects or raises on import. URLs: the broker is ``PRODUCER_BROKER_URL`` or else
-``REDIS_URL``; the result backend is ``REDIS_URL``. With no ``REDIS_URL`` at all, a
-worker started from the ``celery`` command exits at once with a message saying to set
-``REDIS_URL`` or to use ``producer-batch run`` (which starts the embedded server and
-builds its own app with :func:`create_app`); importing stays harmless for tools.
+:func:`create_app` builds a Celery app for a :class:`~workers.settings.Settings`; it never
+connects or raises. The one app every worker, beat, producer and command uses is built
+from it in :mod:`pipelines.app` (``celery -A pipelines.app worker|beat|inspect|events``),
+which lists every task module. This module holds no app: ``celery -A workers.app ...``
+stops at once with :data:`WRONG_ENTRY_MESSAGE` (a worker without the batch row tasks
+would discard their messages and strand the rows). URLs: the broker is
+``PRODUCER_BROKER_URL`` or else ``REDIS_URL``; the result backend is ``REDIS_URL``. With
+no ``REDIS_URL`` at all, a worker exits at once with :data:`MISSING_REDIS_MESSAGE`.
 
 Configuration chosen, and why:
 
@@ -36,20 +38,26 @@ every visibility / 5 s                             workers only every 10 x 10 s 
 ``broker_connection_retry_on_startup``             a worker waits for Redis instead of dying
 ``worker_cancel_long_running_tasks_on_connection_loss``  a task whose ack was lost with the
                                                    connection is redelivered anyway; cancel it
+``producer_app = True``                            marks an app built here: a task sent from
+                                                   any other app (Celery's fallback default
+                                                   app publishes to amqp://localhost) is
+                                                   refused by :class:`ProducerTask`
 =================================================  =========================================
 
-Task modules: every module in ``workers/tasks/`` is imported at worker start (listed
-with :mod:`pkgutil`, so new modules need no registration). Logging: the
+Task modules: the caller lists them (``include``); the workers' tasks register with
+``celery.shared_task`` and attach to whichever app is built. Logging: the
 ``setup_logging`` signal calls :func:`workers.logging.configure_logging` (Celery then
-leaves logging alone) and each task's id and name are bound to its log lines.
+leaves logging alone) and each task's id and name are bound to its log lines; these
+handlers are connected by :func:`create_app`, once per process.
 """
 
 from __future__ import annotations
 
-import pkgutil
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, NoReturn
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 
 from workers.logging import (
     bind_task_context,
@@ -57,10 +65,28 @@ from workers.logging import (
     configure_logging,
     register_secret,
 )
-from workers.settings import Settings, get_settings
+from workers.settings import Settings
 
-__all__ = ["MISSING_REDIS_MESSAGE", "app", "create_app"]
+__all__ = [
+    "APP_MARKER",
+    "MISSING_REDIS_MESSAGE",
+    "WRONG_ENTRY_MESSAGE",
+    "ProducerTask",
+    "celery_config",
+    "create_app",
+    "install_signal_handlers",
+    "time_limit_s",
+    "transport_options",
+]
 
+APP_MARKER = "producer_app"
+"""Configuration key set to True on every app :func:`create_app` builds."""
+WRONG_ENTRY_MESSAGE = (
+    "workers.app is not a Celery entry point: it lacks the batch row and schedule tasks, "
+    "so a worker started from it would discard their messages and strand batch rows. "
+    "Start the one Producer app instead: `celery -A pipelines.app worker` (also beat, "
+    "inspect, events)."
+)
 MISSING_REDIS_MESSAGE = (
     "No Redis configured for the Producer workers: set REDIS_URL (e.g. "
     "REDIS_URL=redis://127.0.0.1:6379/0) and start the worker again, or use "
@@ -75,14 +101,6 @@ _SHORT_TIME_LIMIT_SHARE = 0.8
 _DEFAULT_RESTORE_PERIOD_S = 100
 _RESTORE_SWEEPS_PER_VISIBILITY = 5
 _logging_options: dict[str, Any] = {"json": None, "level": "INFO"}
-
-
-def task_modules() -> tuple[str, ...]:
-    """Return ``workers.tasks`` and every module inside it (none is imported here)."""
-    import workers.tasks as package
-
-    found = pkgutil.walk_packages(package.__path__, package.__name__ + ".")
-    return (package.__name__, *sorted(module.name for module in found))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -104,7 +122,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
-        "imports": task_modules(),
+        APP_MARKER: True,
     }
 
 
@@ -128,15 +146,44 @@ def transport_options(visibility_timeout_s: int) -> dict[str, Any]:
     return options
 
 
-def create_app(settings: Settings | None = None) -> Celery:
-    """Build the Celery app for ``settings`` (default: from the environment)."""
-    settings = settings or get_settings()
-    celery_app = Celery("producer")
+def create_app(
+    settings: Settings,
+    *,
+    include: Sequence[str],
+    extra_conf: Mapping[str, Any] = MappingProxyType({}),
+) -> Celery:
+    """Build a Celery app for ``settings`` running the task modules ``include``.
+
+    ``extra_conf`` is applied last (the entry point adds the beat configuration). The
+    modules are imported by a worker at start, not here; the signal handlers the app
+    relies on (logging, the Redis check, task log context) are connected once.
+    """
+    celery_app = Celery("producer", set_as_current=False)
     celery_app.conf.update(celery_config(settings))
+    celery_app.conf.update(include=list(include), **extra_conf)
     _logging_options.update(json=settings.log_json, level=settings.log_level)
     register_secret(settings.api_token)
     register_secret(settings.callback_secret)
+    install_signal_handlers()
     return celery_app
+
+
+class ProducerTask(Task):  # type: ignore[misc]  # Celery is untyped: Task is Any
+    """Base of every Producer task: refuses to publish through an app not built here.
+
+    Tasks register with ``celery.shared_task``; used before :mod:`pipelines.app` is
+    imported they would resolve to Celery's fallback default app, which publishes to
+    ``amqp://localhost``. That is an error, said plainly, not a message sent elsewhere.
+    """
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the task, once its app is known to be the Producer app."""
+        if not self.app.conf.get(APP_MARKER):
+            raise RuntimeError(
+                f"task {self.name} is not bound to the Producer Celery app: import "
+                "pipelines.app (the one Celery app) before using producer tasks"
+            )
+        return super().apply_async(*args, **kwargs)
 
 
 def _setup_logging(**_: Any) -> None:
@@ -161,9 +208,21 @@ def _unbind_task(**_: Any) -> None:
     clear_task_context()
 
 
-signals.setup_logging.connect(_setup_logging, weak=False)
-signals.celeryd_init.connect(_require_redis, weak=False)
-signals.task_prerun.connect(_bind_task, weak=False)
-signals.task_postrun.connect(_unbind_task, weak=False)
+def install_signal_handlers() -> None:
+    """Connect the workers' Celery signal handlers (idempotent: one uid per handler)."""
+    for signal, handler in (
+        (signals.setup_logging, _setup_logging),
+        (signals.celeryd_init, _require_redis),
+        (signals.task_prerun, _bind_task),
+        (signals.task_postrun, _unbind_task),
+    ):
+        signal.connect(handler, weak=False, dispatch_uid=f"producer.{handler.__name__}")
 
-app = create_app()
+
+def __getattr__(name: str) -> NoReturn:
+    # `celery -A workers.app` reads `app`, then `celery`, then scans this module's
+    # globals for a Celery instance (celery.app.utils.find_app): none lives here, and
+    # the first two stop the command before it can consume anything.
+    if name in ("app", "celery"):
+        raise SystemExit(WRONG_ENTRY_MESSAGE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

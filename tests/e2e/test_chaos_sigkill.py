@@ -1,6 +1,6 @@
 """Chaos: 200 generations while worker processes are SIGKILLed again and again.
 
-Two real worker processes (``celery -A workers.app worker --pool threads -c 8``) serve
+Two real worker processes (``celery -A pipelines.app worker --pool threads -c 8``) serve
 the queue; every 1-2 s one of them, chosen at random, is killed with SIGKILL and
 started again. The broker's visibility timeout is short (8 s, with quick restore
 sweeps: see ``workers/app.py``), so a dead worker's unacknowledged messages come back
@@ -38,9 +38,9 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
+from pipelines.app import app
 from producer_emulator import EmulatorServer, FaultConfig
 from tests.integration.fleet import TOKEN, check_artifacts, fast_emulator_config
-from workers.app import app
 from workers.completion.wiring import poller_for
 from workers.ledger import LedgerEntry, State
 from workers.runtime import Services, build_services
@@ -96,7 +96,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Start (or restart) the worker process."""
-        command = [sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+        command = [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker",
                    "--pool", "threads", "-c", str(THREADS), "-n", f"{self.name}@%h",
                    "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
         with self.log_path.open("ab") as log:
@@ -158,9 +158,10 @@ def poller_thread(svc: Services) -> Iterator[None]:
 
 
 def ping(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``celery -A workers.app inspect ping`` against the running workers."""
+    """``celery -A pipelines.app inspect ping`` against the running workers."""
     return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "inspect", "ping", "--timeout", "3"],
+        [sys.executable, "-m", "celery", "-A", "pipelines.app", "inspect", "ping",
+         "--timeout", "3"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
 

@@ -24,8 +24,8 @@ import uvicorn
 from celery.contrib.testing.worker import start_worker
 from starlette.types import ASGIApp
 
+from pipelines.app import app
 from producer_emulator import EmulatorConfig, EmulatorServer
-from workers.app import app
 from workers.completion.wiring import poller_for, receiver_for
 from workers.runtime import Services, build_services, set_services
 from workers.settings import Settings

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pipelines.batch_tasks  # registers row_done / row_failed before the worker starts
+import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
+import pipelines.batch_tasks
 from pipelines.batchstate import BatchState
 from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
@@ -41,7 +42,7 @@ def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
         mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage}")
         get_settings.cache_clear()
         _mount()
-        feeder = pipelines.batch_tasks.feeder_for(f.services)
+        feeder = pipelines.batch_tasks.feeder_for(f.services, pipelines.app.app)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
                                   kwargs={"idle_sleep_s": 0.05}, daemon=True)

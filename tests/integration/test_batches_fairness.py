@@ -13,7 +13,8 @@ from pathlib import Path
 
 import redis
 
-import pipelines.batch_tasks  # registers row_done / row_failed before the worker starts
+import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
+import pipelines.batch_tasks
 from pipelines.batches import submit_batch
 from pipelines.batchstate import BatchState
 from pipelines.specs import get_pipeline
@@ -44,7 +45,7 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
         state = BatchState(client)
         state.set_window(WINDOW)
         submit_batch(client, source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
-        feeder = pipelines.batch_tasks.feeder_for(f.services)
+        feeder = pipelines.batch_tasks.feeder_for(f.services, pipelines.app.app)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
                                   kwargs={"idle_sleep_s": 0.05}, daemon=True)

@@ -33,8 +33,10 @@ from celery.contrib.testing.worker import start_worker
 
 from pipelines.app import app
 from pipelines.batchstate import BatchState
-from pipelines.schedule_tasks import RunRecord, ScheduleStore, batch_id_for
-from pipelines.schedules import FIRE_TASK, REDBEAT_LOCK_KEY, build_spec
+from pipelines.constants import REDBEAT_LOCK_KEY
+from pipelines.schedules.spec import FIRE_TASK, build_spec
+from pipelines.schedules.store import RunRecord, ScheduleStore
+from pipelines.schedules.tasks import batch_id_for
 from workers.runtime import build_services, set_services
 from workers.settings import Settings
 

@@ -1,4 +1,8 @@
-"""The Celery app against a real Redis: a threads-pool worker, config, CLI entry points."""
+"""The Celery app against a real Redis: a threads-pool worker, config, CLI entry points.
+
+The one entry point is ``pipelines.app``; ``celery -A workers.app`` must refuse to start
+without consuming anything (a worker lacking the batch row tasks strands rows).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,25 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import structlog
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
-from workers.app import MISSING_REDIS_MESSAGE, celery_config, create_app, task_modules
+from pipelines.app import TASK_MODULES, build_app
+from pipelines.feeder import ROW_DONE_TASK
+from workers.app import (
+    MISSING_REDIS_MESSAGE,
+    WRONG_ENTRY_MESSAGE,
+    celery_config,
+    create_app,
+)
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +42,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def celery_app(redis_url: str) -> Iterator[Celery]:
-    app = create_app(Settings(redis_url=redis_url))
+    app = create_app(Settings(redis_url=redis_url), include=())
 
     @app.task(name="tests.add", shared=False)
     def add(x: int, y: int) -> int:
@@ -60,7 +73,7 @@ def test_config_values_are_as_documented(celery_app: Celery) -> None:
     assert conf.task_track_started is True
     assert conf.broker_connection_retry_on_startup is True
     assert conf.broker_url == conf.result_backend
-    assert "workers.tasks" in conf.imports
+    assert conf.producer_app is True
 
 
 def test_broker_may_differ_from_the_result_backend() -> None:
@@ -68,8 +81,14 @@ def test_broker_may_differ_from_the_result_backend() -> None:
     assert (config["broker_url"], config["result_backend"]) == ("amqp://mq//", "redis://r:6379/0")
 
 
-def test_task_modules_start_with_the_package() -> None:
-    assert task_modules()[0] == "workers.tasks"
+def test_the_entry_point_lists_every_task_module_and_registers_every_task() -> None:
+    app = build_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    assert list(app.conf.include) == list(TASK_MODULES)
+    names = {name for name in app.tasks if name.startswith("producer.")}
+    assert {"producer.generate", "producer.collect", "producer.wav", ROW_DONE_TASK,
+            "producer.batch.row_failed", "producer.schedule.fire"} <= names
+    assert app.conf.beat_scheduler == "redbeat.RedBeatScheduler"
+    app.close()
 
 
 def test_threads_worker_runs_a_task_and_answers_inspect_ping(
@@ -84,7 +103,7 @@ def test_threads_worker_runs_a_task_and_answers_inspect_ping(
         assert context["task"] == "tests.context"
         assert "task_id" in context
         ping = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "inspect", "ping",
+            [sys.executable, "-m", "celery", "-A", "pipelines.app", "inspect", "ping",
              "--timeout", "5"],
             env=cli_env(REDIS_URL=redis_url), cwd=ROOT, capture_output=True, text=True,
             timeout=60,
@@ -95,7 +114,7 @@ def test_threads_worker_runs_a_task_and_answers_inspect_ping(
 
 def test_report_runs_from_the_command_line(redis_url: str) -> None:
     report = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "report"],
+        [sys.executable, "-m", "celery", "-A", "pipelines.app", "report"],
         env=cli_env(REDIS_URL=redis_url), cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert report.returncode == 0, report.stderr
@@ -104,8 +123,64 @@ def test_report_runs_from_the_command_line(redis_url: str) -> None:
 
 def test_worker_without_redis_exits_with_a_clear_message() -> None:
     worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo"],
+        [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker", "--pool=solo"],
         env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert worker.returncode != 0
     assert MISSING_REDIS_MESSAGE in worker.stderr
+
+
+def _published(client: redis.Redis) -> int:
+    return int(client.llen("celery"))
+
+
+def test_the_old_entry_point_refuses_and_the_row_waits_for_the_real_one(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A row-completion message survives ``celery -A workers.app worker``; pipelines.app runs it."""
+    app = build_app(Settings(redis_url=redis_url))
+    try:
+        sent = app.send_task(ROW_DONE_TASK, kwargs={"batch_id": "b-trap", "row": 1, "attempt": 1})
+        assert _published(redis_client) == 1
+        env = cli_env(REDIS_URL=redis_url, PRODUCER_API_TOKEN="test-token")
+        started = time.monotonic()
+        old = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+        assert old.returncode != 0
+        assert WRONG_ENTRY_MESSAGE in old.stderr
+        assert time.monotonic() - started < 30
+        assert _published(redis_client) == 1  # consumed nothing: the row is not stranded
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker", "--pool=solo",
+             "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert sent.get(timeout=60) is False  # an unknown batch: nothing to record
+            registered = subprocess.run(
+                [sys.executable, "-m", "celery", "-A", "pipelines.app", "inspect", "registered",
+                 "--timeout", "5"],
+                env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert registered.returncode == 0, registered.stderr
+            for name in (n for n in app.tasks if n.startswith("producer.")):
+                assert name in registered.stdout, name
+        finally:
+            worker.terminate()
+            _, stderr = worker.communicate(timeout=30)
+        assert "unregistered task" not in stderr
+    finally:
+        app.close()
+
+
+def test_a_task_used_without_the_producer_app_refuses_to_send() -> None:
+    """Without pipelines.app, Celery's fallback app would publish to amqp://localhost."""
+    code = ("import workers.tasks.audios as audios\n"
+            "audios.generate.delay(params={'prompt': 'x'})\n")
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "RuntimeError" in done.stderr
+    assert "import pipelines.app (the one Celery app) before using producer tasks" in done.stderr

@@ -38,11 +38,10 @@ def test_every_service_runs_a_real_command() -> None:
         entry = service.get("entrypoint") or ["producer-batch"]
         command = service["command"]
         if entry == ["celery"]:
-            # pipelines.app is workers.app plus the pipelines' tasks (schedules ...).
-            assert command[:2] in (["-A", "workers.app"], ["-A", "pipelines.app"]), name
+            # pipelines.app is the one entry point (workers.app refuses to start).
+            assert command[:2] == ["-A", "pipelines.app"], name
             assert command[2] in {"worker", "beat"}, name
             if command[2] == "beat":
-                assert command[1] == "pipelines.app", "beat needs the schedule task module"
                 assert "redbeat.RedBeatScheduler" in command, name
         else:
             assert command[0] in commands, f"{name}: unknown command {command[0]}"

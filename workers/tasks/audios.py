@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 
 from producer_client import ACTIONS
-from workers.app import app
+from workers.app import ProducerTask
 from workers.completion.continuations import Continuation
 from workers.completion.outcome import ProviderOutcome
 from workers.completion.resume import COLLECT_TASK_NAME
@@ -59,4 +59,5 @@ def _collect(
     return run_step(self, call, lambda svc, _: Finished(collect_step(svc, provider, cont)))
 
 
-collect: Task = app.task(bind=True, name=COLLECT_TASK_NAME, acks_late=True)(_collect)
+collect: Task = shared_task(bind=True, name=COLLECT_TASK_NAME, acks_late=True,
+                            base=ProducerTask)(_collect)

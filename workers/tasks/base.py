@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import Ignore
 
-from workers.app import app
+from workers.app import ProducerTask
 from workers.completion.continuations import delivery_from_request
 from workers.ledger import State, step_key
 from workers.logging import bind_task_context
@@ -136,6 +136,10 @@ def _retry_or_fail(svc: Services, task: Task, call: StepCall, exc: Exception) ->
 def step_task(action: str, operation: Callable[[Services, StepCall], Outcome], doc: str) -> Task:
     """Register ``producer.<action>``: complete params from ``prev``, then run ``operation``.
 
+    The task is shared (``celery.shared_task``): it attaches to the app
+    :mod:`pipelines.app` builds, and refuses to be sent from any other
+    (:class:`~workers.app.ProducerTask`).
+
     Every step task has the same call convention ``(prev=None, params=None, key=None,
     context=None)``: inside a chain the previous step's result arrives as ``prev``.
     """
@@ -154,7 +158,8 @@ def step_task(action: str, operation: Callable[[Services, StepCall], Outcome], d
 
     step.__name__ = action
     step.__doc__ = doc
-    task: Task = app.task(bind=True, name=f"producer.{action}", acks_late=True)(step)
+    task: Task = shared_task(bind=True, name=f"producer.{action}", acks_late=True,
+                             base=ProducerTask)(step)
     return task
 
 __all__ = [

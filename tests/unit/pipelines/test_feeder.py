@@ -17,12 +17,12 @@ import redis
 from celery import Celery
 from celery.canvas import Signature
 
+from pipelines.app import app
 from pipelines.batches import cancel_batch, retry_failed, submit_batch
 from pipelines.batchstate import Admission, BatchState
 from pipelines.feeder import BatchInfo, Feeder, paid_since, row_step_keys
 from pipelines.specs import get_pipeline
 from pipelines.spend import PriceTable, SpendGuard
-from workers.app import app
 from workers.ledger import Ledger, step_key
 from workers.ratelimit import Limiter, LimiterDefaults, MemoryBackend
 

@@ -13,7 +13,7 @@ from emulator_fixtures import TOKEN, client_for, fast_config
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-import pipelines.cli_emulator as cli_emulator
+import pipelines.cli.emulator as cli_emulator
 from producer_emulator import EmulatorConfig, EmulatorServer, create_app
 from producer_emulator.config import merge_config
 from producer_emulator.limits import InFlight, RateLimiter, retry_after_seconds

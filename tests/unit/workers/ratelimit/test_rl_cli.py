@@ -10,7 +10,7 @@ import redis
 import typer
 from typer.testing import CliRunner
 
-from pipelines import cli_limits
+from pipelines.cli import limits as cli_limits
 from workers.ratelimit import Limiter, LimiterDefaults, RedisBackend, token_id_for
 from workers.settings import get_settings
 

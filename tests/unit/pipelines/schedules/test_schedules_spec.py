@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from celery.schedules import crontab, schedule
 
-from pipelines.schedule_tasks import batch_id_for
-from pipelines.schedules import (
+from pipelines.schedules.spec import (
     ScheduleConfigError,
     ScheduleSpec,
     beat_schedule,
@@ -22,8 +21,9 @@ from pipelines.schedules import (
     parse_every,
     validate_pipelines,
 )
+from pipelines.schedules.tasks import batch_id_for
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def spec(**values: Any) -> ScheduleSpec:

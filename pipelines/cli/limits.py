@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli._common import fail, redis_client, settings
 from workers.ratelimit import (
     BucketStatus,
     EndpointClass,
@@ -25,7 +25,7 @@ from workers.ratelimit import (
     RedisBackend,
     token_id_for,
 )
-from workers.settings import Settings, get_settings
+from workers.settings import Settings
 
 limits_app = typer.Typer(
     name="limits",
@@ -44,24 +44,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(limits_app, name="limits")
 
 
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
-
-
-def _resolve_token_id(settings: Settings, token_id: str | None) -> str:
+def _resolve_token_id(config: Settings, token_id: str | None) -> str:
     if token_id:
         return token_id
-    if settings.api_token is None:
-        raise _fail("set PRODUCER_API_TOKEN or pass --token-id")
-    return token_id_for(settings.api_token.get_secret_value())
+    if config.api_token is None:
+        raise fail("set PRODUCER_API_TOKEN or pass --token-id")
+    return token_id_for(config.api_token.get_secret_value())
 
 
-def _limiter(settings: Settings) -> Limiter:
-    if not settings.redis_url:
-        raise _fail("REDIS_URL is not set: limits live in the fleet's Redis")
-    client = redis.Redis.from_url(settings.redis_url)
-    return Limiter(RedisBackend(client), defaults=LimiterDefaults.from_settings(settings))
+def _limiter(config: Settings) -> Limiter:
+    client = redis_client(config, "REDIS_URL is not set: limits live in the fleet's Redis")
+    return Limiter(RedisBackend(client), defaults=LimiterDefaults.from_settings(config))
 
 
 HEADERS = ("class", "ceiling", "rate", "burst", "tokens", "paused", "429s", "ok/s", "runtime")
@@ -105,9 +98,9 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Current rate (learned), ceiling, burst, tokens, pause and in-flight count."""
-    settings = get_settings()
-    tid = _resolve_token_id(settings, token_id)
-    _print_status(_limiter(settings).show(tid), as_json)
+    config = settings()
+    tid = _resolve_token_id(config, token_id)
+    _print_status(_limiter(config).show(tid), as_json)
 
 
 @limits_app.command("set")
@@ -124,11 +117,11 @@ def set_limits(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Change limits for every worker at once; prints the limits in force afterwards."""
-    settings = get_settings()
-    tid = _resolve_token_id(settings, token_id)
-    limiter = _limiter(settings)
+    config = settings()
+    tid = _resolve_token_id(config, token_id)
+    limiter = _limiter(config)
     if any(v is not None and v <= 0 for v in (submit_rate, burst, rate, poll_rate, poll_burst)):
-        raise _fail("rates and bursts must be positive")
+        raise fail("rates and bursts must be positive")
     if submit_rate is not None or burst is not None or rate is not None:
         limiter.set_limits(tid, EndpointClass.SUBMIT, ceiling=submit_rate, burst=burst, rate=rate)
     if poll_rate is not None or poll_burst is not None:
@@ -141,8 +134,8 @@ def set_limits(
 @limits_app.command("reset")
 def reset(token_id: TokenIdOption = None) -> None:
     """Forget runtime changes and the learned rate: the settings apply again."""
-    settings = get_settings()
-    tid = _resolve_token_id(settings, token_id)
-    limiter = _limiter(settings)
+    config = settings()
+    tid = _resolve_token_id(config, token_id)
+    limiter = _limiter(config)
     limiter.reset(tid)
     _print_status(limiter.show(tid), as_json=False)

@@ -1,6 +1,6 @@
 """``producer-batch run CSV --pipeline NAME``: a whole batch on this machine, one command.
 
-Starts what is missing (:func:`pipelines.local.local_stack`: embedded Redis unless
+Starts what is missing (:func:`pipelines.cli.local_stack.local_stack`: embedded Redis unless
 ``REDIS_URL``, the emulator unless ``PRODUCER_API_TOKEN``, a worker, the poller),
 submits the CSV, feeds it from a thread, shows progress, writes the manifest into the
 store (``./producer-results/<batch-id>/`` by default, beside the audio, covers and
@@ -28,17 +28,16 @@ from rich.table import Table
 
 from pipelines.batch_status import batch_status, status_line
 from pipelines.batchstate import FINAL_STATUSES
-from pipelines.cli_batch import (
+from pipelines.cli._common import fail, settings
+from pipelines.cli.batch import (
     PipelineOpt,
     PipelinesFileOpt,
     err,
-    fail,
     finish_submit,
     load_pipeline,
     parse_spend,
 )
 from workers.logging import configure_logging
-from workers.settings import get_settings
 
 _PLAIN_EVERY_S = 5.0
 
@@ -65,15 +64,15 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
 ) -> None:
     """Run a CSV batch end to end on this machine; results under ./producer-results/<id>/."""
-    from pipelines.local import local_stack
+    from pipelines.cli.local_stack import local_stack
 
     configure_logging(level="INFO" if verbose else "WARNING")
-    settings = get_settings()
+    config = settings()
     if out is not None:
-        settings = settings.model_copy(update={"storage_url": f"file://{out.resolve()}"})
+        config = config.model_copy(update={"storage_url": f"file://{out.resolve()}"})
     spec = load_pipeline(pipeline, pipelines)
-    cap = parse_spend(max_spend, settings)
-    with _interrupts(), local_stack(settings, time_scale=time_scale,
+    cap = parse_spend(max_spend, config)
+    with _interrupts(), local_stack(config, time_scale=time_scale,
                                                    concurrency=concurrency) as stack:
         for name, where in stack.describe().items():
             err.print(f"[dim]{name}:[/] {where}")
@@ -108,24 +107,22 @@ def _interrupts() -> Iterator[None]:
 
 def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bool,
             skip_invalid: bool, cap: float | None) -> Any:
-    from pipelines.batches import BatchIdError, submit_batch
+    from pipelines.batches import submit_batch
     from pipelines.batchstate import BatchState
 
     client = stack.services.redis
     if resume and batch_id and BatchState(client).record(batch_id) is None:
         raise fail(f"no batch {batch_id} to resume (is REDIS_URL the one it ran on?)")
-    try:
-        return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                            skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store)
-    except BatchIdError as exc:
-        raise fail(str(exc)) from None
+    # A bad batch id (BatchIdError) exits 2 through handle_errors, after the stack stops.
+    return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
+                        skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store)
 
 
 def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
     """Feed from a thread and show progress until the batch ends; returns its last status."""
     from pipelines.batch_tasks import feeder_for
 
-    feeder = feeder_for(stack.services)
+    feeder = feeder_for(stack.services, stack.app)
     stop = threading.Event()
     thread = threading.Thread(target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.2},
                               name="feeder", daemon=True)

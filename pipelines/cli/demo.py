@@ -17,8 +17,8 @@ from celery import chain
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli._common import settings
 from workers.logging import configure_logging
-from workers.settings import get_settings
 
 console = Console(stderr=True)
 
@@ -36,14 +36,14 @@ def demo(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step and poll."),
 ) -> None:
     """Generate, extend and split one song through the workers; print where the files are."""
-    from pipelines.local import local_stack
+    from pipelines.cli.local_stack import local_stack
     from workers.tasks.audios import extend, generate, stems
 
     configure_logging(level="INFO" if verbose else "WARNING")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = get_settings().model_copy(update={"storage_url": f"file://{out}"})
-    with local_stack(settings, time_scale=time_scale) as stack:
+    config = settings().model_copy(update={"storage_url": f"file://{out}"})
+    with local_stack(config, time_scale=time_scale) as stack:
         for name, where in stack.describe().items():
             console.print(f"[dim]{name}:[/] {where}")
         started = time.monotonic()

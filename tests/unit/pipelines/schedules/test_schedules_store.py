@@ -15,8 +15,10 @@ from redbeat import RedBeatSchedulerEntry
 
 from pipelines.batches import BatchIdError, SubmitReport
 from pipelines.canvas import RowError
-from pipelines.schedule_tasks import ScheduleStore, fire_schedule
-from pipelines.schedules import FIRE_TASK, REDBEAT_LOCK_KEY, ScheduleSpec, beat_config, build_spec
+from pipelines.constants import REDBEAT_LOCK_KEY
+from pipelines.schedules.spec import FIRE_TASK, ScheduleSpec, beat_config, build_spec
+from pipelines.schedules.store import ScheduleStore
+from pipelines.schedules.tasks import fire_schedule
 from workers.settings import Settings
 
 NOW = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)

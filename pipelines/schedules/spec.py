@@ -4,7 +4,8 @@ A :class:`ScheduleSpec` runs pipeline P on CSV C (a local path or a storage URL)
 5-field cron expression (in a timezone) or an interval. Specs come from a TOML file
 (:func:`load_schedules`, ``[schedules.<name>]`` tables) or from ``producer-batch
 schedules add``; every error names the schedule and the field. Keeping them in Redis
-beside their celery-redbeat entries, and the fire task, is :mod:`pipelines.schedule_tasks`.
+beside their celery-redbeat entries is :mod:`pipelines.schedules.store`, the fire task
+:mod:`pipelines.schedules.tasks`.
 
 Timezones: redbeat stores a crontab without its zone and beat evaluates it in UTC.
 A cron in another zone is therefore registered as a UTC *candidate* crontab
@@ -27,13 +28,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from celery.schedules import crontab, schedule
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workers.constants import KEY_PREFIX
+from pipelines.constants import REDBEAT_KEY_PREFIX, REDBEAT_LOCK_KEY
 from workers.settings import Settings
 
 FIRE_TASK = "producer.schedule.fire"
-REDBEAT_KEY_PREFIX = KEY_PREFIX + "redbeat:"
-# Same double colon as redbeat's own "::schedule": no entry name can collide with it.
-REDBEAT_LOCK_KEY = REDBEAT_KEY_PREFIX + ":lock"
 # Key-safe: it becomes part of Redis keys and batch ids.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
 _EVERY = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")

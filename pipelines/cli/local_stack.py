@@ -5,7 +5,8 @@
 * an embedded Redis when ``REDIS_URL`` is unset (``workers.embedded_redis``);
 * the API emulator when ``PRODUCER_API_TOKEN`` is unset (songs take seconds,
   not minutes: ``time_scale``);
-* a Celery worker (threads pool) in a background thread;
+* a Celery worker (threads pool) in a background thread, on its own app built by
+  :func:`pipelines.app.build_app` for these settings (the embedded Redis URL);
 * the poller in a background thread.
 
 Nothing it starts outlives it: the servers run as threads or as a child
@@ -21,12 +22,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
+from celery import Celery, _state
 from celery.worker import WorkController
 
-import pipelines.batch_tasks  # noqa: F401  (the worker below runs batch rows' callbacks too)
+from pipelines.app import build_app
 from producer_emulator import EmulatorConfig, EmulatorServer
-from workers.app import app as celery_app
 from workers.completion.wiring import poller_for
 from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Services, build_services, set_services
@@ -80,7 +80,9 @@ def local_stack(
         stack.callback(services.close)
         set_services(services)
         stack.callback(set_services, None)
-        celery_app.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+        # Broker and results both on this run's Redis (the embedded one, if started).
+        celery_app = build_app(settings.model_copy(update={"broker_url": settings.redis_url}))
+        stack.callback(celery_app.close)
         stack.enter_context(_worker_thread(celery_app, concurrency))
         stack.enter_context(_poller_thread(services, celery_app))
         yield LocalStack(settings, services, celery_app, emulator, embedded)
@@ -100,6 +102,9 @@ def _with_emulator(settings: Settings, url: str) -> Settings:
 def _worker_thread(app: Celery, concurrency: int) -> Iterator[WorkController]:
     # What `celery worker` does before it builds its controller: register every
     # task and make this app the one tasks and results resolve to in all threads.
+    # Celery keeps no public getter of the default app: restore it on exit, so code
+    # run after the stack (tests, a caller) does not send through this closed app.
+    previous = (_state.default_app, getattr(_state._tls, "current_app", None))
     app.finalize()
     app.set_current()
     app.set_default()
@@ -114,6 +119,8 @@ def _worker_thread(app: Celery, concurrency: int) -> Iterator[WorkController]:
     finally:
         worker.stop(in_sighandler=False, exitcode=0)
         thread.join(timeout=10)
+        _state.set_default_app(previous[0])
+        _state._set_current_app(previous[1])
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 These talk to the fleet's Redis (``REDIS_URL``): ``submit`` validates a CSV and
 records the batch, the ``feeder`` service (and every worker finishing a row) feeds
 it to the workers; the rest read or steer batches. ``run`` (in
-:mod:`pipelines.cli_batch_run`) does all of it on one machine in one command.
+:mod:`pipelines.cli.run`) does all of it on one machine in one command.
 Exit codes: 0 ok, 1 the batch had failed rows (``run``), 2 refused or bad usage.
 """
 
@@ -23,7 +23,6 @@ from rich.table import Table
 
 from pipelines.batch_status import batch_status, list_statuses, render_list, render_status
 from pipelines.batches import (
-    BatchIdError,
     SubmitReport,
     cancel_batch,
     check_csv,
@@ -31,9 +30,11 @@ from pipelines.batches import (
     submit_batch,
 )
 from pipelines.batchstate import FINAL_STATUSES, BatchState
-from pipelines.specs import PipelineSpec, PipelineSpecError, UnknownPipelineError, get_pipeline
-from pipelines.spend import PriceTable, PriceTableError, estimate
-from workers.settings import Settings, get_settings
+from pipelines.cli._common import fail, settings
+from pipelines.cli._common import redis_client as open_redis
+from pipelines.specs import PipelineSpec, get_pipeline
+from pipelines.spend import PriceTable, estimate
+from workers.settings import Settings
 
 err = Console(stderr=True)
 REPORT_LINES = 50
@@ -47,47 +48,30 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 def register(app: typer.Typer) -> None:
     """Add the batch commands to ``app``."""
-    from pipelines import cli_batch_run
-
     app.command("submit")(submit)
     app.command("status")(status)
     app.command("results")(results)
     app.command("cancel")(cancel)
     app.command("retry-failed")(retry_failed_cmd)
     app.command("feeder")(feeder)
-    cli_batch_run.register(app)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` as an error and return the exit to raise."""
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
-
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(config: Settings) -> redis.Redis:
     """The fleet's Redis; exits with a clear message when REDIS_URL is unset."""
-    if not settings.redis_url:
-        raise fail("REDIS_URL is not set: batches live in the fleet's Redis "
-                   "(or use `producer-batch run`, which starts its own)")
-    return redis.Redis.from_url(settings.redis_url)
+    return open_redis(config, "REDIS_URL is not set: batches live in the fleet's Redis "
+                              "(or use `producer-batch run`, which starts its own)")
 
 
 def load_pipeline(name: str, path: Path | None) -> PipelineSpec:
-    """The named pipeline, or exit 2 with the known names / the file's problems."""
-    try:
-        return get_pipeline(name, path)
-    except (UnknownPipelineError, PipelineSpecError) as exc:
-        raise fail(str(exc)) from None
+    """The named pipeline (an unknown name or a bad file exits 2 through handle_errors)."""
+    return get_pipeline(name, path)
 
 
-def parse_spend(value: str | None, settings: Settings) -> float | None:
+def parse_spend(value: str | None, config: Settings) -> float | None:
     """A cap such as ``25``, ``"25 USD"`` or ``"250 credits"`` in the price table's currency."""
     if value is None:
         return None
-    try:
-        return PriceTable.load(settings.prices_file).parse_cap(value)
-    except PriceTableError as exc:
-        raise fail(str(exc)) from None
+    return PriceTable.load(config.prices_file).parse_cap(value)
 
 
 def print_report(report: SubmitReport) -> None:
@@ -133,31 +117,28 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a CSV and queue it as a batch (or resume one); the feeder runs it."""
-    settings = get_settings()
+    config = settings()
     spec = load_pipeline(pipeline, pipelines)
-    report = _submit_or_check(csv_path, spec, settings, batch_id=resume or batch_id,
+    report = _submit_or_check(csv_path, spec, config, batch_id=resume or batch_id,
                               resume=resume is not None, skip_invalid=skip_invalid,
-                              max_spend=parse_spend(max_spend, settings), dry_run=dry_run)
-    finish_submit(report, spec, settings, csv_path=csv_path, errors_file=errors_file,
+                              max_spend=parse_spend(max_spend, config), dry_run=dry_run)
+    finish_submit(report, spec, config, csv_path=csv_path, errors_file=errors_file,
                   skip_invalid=skip_invalid, dry_run=dry_run, as_json=as_json)
 
 
-def _submit_or_check(source: str, spec: PipelineSpec, settings: Settings, *,
+def _submit_or_check(source: str, spec: PipelineSpec, config: Settings, *,
                      batch_id: str | None, resume: bool, skip_invalid: bool,
                      max_spend: float | None, dry_run: bool) -> SubmitReport:
-    try:
-        if dry_run:
-            return check_csv(source, spec, batch_id=batch_id, skip_invalid=skip_invalid)[0]
-        client = redis_client(settings)
-        if resume and batch_id and BatchState(client).record(batch_id) is None:
-            raise fail(f"no batch {batch_id} to resume")
-        return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                            skip_invalid=skip_invalid, max_spend=max_spend)
-    except BatchIdError as exc:
-        raise fail(str(exc)) from None
+    if dry_run:
+        return check_csv(source, spec, batch_id=batch_id, skip_invalid=skip_invalid)[0]
+    client = redis_client(config)
+    if resume and batch_id and BatchState(client).record(batch_id) is None:
+        raise fail(f"no batch {batch_id} to resume")
+    return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
+                        skip_invalid=skip_invalid, max_spend=max_spend)
 
 
-def finish_submit(report: SubmitReport, spec: PipelineSpec, settings: Settings, *,
+def finish_submit(report: SubmitReport, spec: PipelineSpec, config: Settings, *,
                   csv_path: str, errors_file: Path | None, skip_invalid: bool,
                   dry_run: bool, as_json: bool) -> None:
     """Print the report (and estimate), write the errors file; exit 2 when refused."""
@@ -170,7 +151,7 @@ def finish_submit(report: SubmitReport, spec: PipelineSpec, settings: Settings, 
         raise fail(f"nothing submitted: {report.refused}")
     rows = report.accepted
     if dry_run:
-        _print_estimate(spec, rows, settings, as_json)
+        _print_estimate(spec, rows, config, as_json)
         return
     summary = {"batch_id": report.batch_id, "accepted": rows, "rejected": report.rejected,
                "resumed": report.resumed, "status": report.status}
@@ -182,8 +163,8 @@ def finish_submit(report: SubmitReport, spec: PipelineSpec, settings: Settings, 
                f"status {report.status}")
 
 
-def _print_estimate(spec: PipelineSpec, rows: int, settings: Settings, as_json: bool) -> None:
-    est = estimate(spec, rows, PriceTable.load(settings.prices_file))
+def _print_estimate(spec: PipelineSpec, rows: int, config: Settings, as_json: bool) -> None:
+    est = estimate(spec, rows, PriceTable.load(config.prices_file))
     if as_json:
         typer.echo(json.dumps({"rows": rows, "calls_per_step": est.calls_per_step,
                                "calls": est.calls, "cost": est.cost,
@@ -205,7 +186,7 @@ def status(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
 ) -> None:
     """Counts per state, throughput, ETA and spend of a batch (or of the newest batches)."""
-    client = redis_client(get_settings())
+    client = redis_client(settings())
 
     def snapshot() -> Any:
         if batch_id is None:
@@ -230,27 +211,24 @@ def show_status(data: Any, as_json: bool) -> None:
 
 
 def follow(snapshot: Any, as_json: bool, interval: float) -> None:
-    """Refresh until the batch ends (JSON: one line per refresh); Ctrl-C stops."""
+    """Refresh until the batch ends (JSON: one line per refresh); Ctrl-C stops (exit 130)."""
     def ended(data: Any) -> bool:
         return isinstance(data, dict) and data["status"] in FINAL_STATUSES
 
-    try:
-        if as_json:
-            while not ended(data := snapshot()):
-                typer.echo(json.dumps(data))
-                time.sleep(interval)
+    if as_json:
+        while not ended(data := snapshot()):
             typer.echo(json.dumps(data))
-            return
-        data = snapshot()
-        with Live(render_list(data) if isinstance(data, list) else render_status(data),
-                  console=Console(), auto_refresh=False) as live:
-            while not ended(data):
-                time.sleep(interval)
-                data = snapshot()
-                live.update(render_list(data) if isinstance(data, list)
-                            else render_status(data), refresh=True)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+            time.sleep(interval)
+        typer.echo(json.dumps(data))
+        return
+    data = snapshot()
+    with Live(render_list(data) if isinstance(data, list) else render_status(data),
+              console=Console(), auto_refresh=False) as live:
+        while not ended(data):
+            time.sleep(interval)
+            data = snapshot()
+            live.update(render_list(data) if isinstance(data, list)
+                        else render_status(data), refresh=True)
 
 
 def results(
@@ -262,12 +240,12 @@ def results(
     from pipelines.manifest import build_manifest, write_manifest
     from workers.storage import ArtifactStore
 
-    settings = get_settings()
+    config = settings()
     try:
-        manifest = build_manifest(redis_client(settings), batch_id)
+        manifest = build_manifest(redis_client(config), batch_id)
     except KeyError:
         raise fail(f"no batch {batch_id}") from None
-    target = ArtifactStore.from_settings(settings) if store else None
+    target = ArtifactStore.from_settings(config) if store else None
     written = write_manifest(manifest, out or Path(f"results-{batch_id}"), target)
     for name, where in written.items():
         typer.echo(f"{name}: {where}")
@@ -282,10 +260,10 @@ def cancel(
     abandon: Annotated[bool, typer.Option(help="Also drop the rows in flight now.")] = False,
 ) -> None:
     """Stop feeding a batch; rows in flight finish (or with --abandon are dropped)."""
-    from workers.app import app
+    from pipelines.app import app
 
     try:
-        new_status = cancel_batch(redis_client(get_settings()), app, batch_id, abandon=abandon)
+        new_status = cancel_batch(redis_client(settings()), app, batch_id, abandon=abandon)
     except KeyError:
         raise fail(f"no batch {batch_id}") from None
     typer.echo(f"batch {batch_id}: {new_status}")
@@ -294,7 +272,7 @@ def cancel(
 def retry_failed_cmd(batch_id: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
     """Run the failed rows again (new attempt; steps already done are not paid again)."""
     try:
-        count = retry_failed(redis_client(get_settings()), batch_id)
+        count = retry_failed(redis_client(settings()), batch_id)
     except KeyError:
         raise fail(f"no batch {batch_id}") from None
     typer.echo(f"batch {batch_id}: {count} failed row(s) queued again")
@@ -307,11 +285,12 @@ def feeder(
         help="Fleet-wide spend cap, e.g. '100 USD' (kept in Redis).")] = None,
 ) -> None:
     """Feed batch rows to the workers as capacity allows (run one or more)."""
+    from pipelines.app import app
     from pipelines.batch_tasks import feeder_for
-    from pipelines.cli_workers import _services, stop_on_signals
+    from pipelines.cli.services import _services, stop_on_signals
 
     svc = _services()
-    feed = feeder_for(svc)
+    feed = feeder_for(svc, app)
     if window is not None:
         feed.state.set_window(window or None)
     if global_max_spend is not None:

@@ -12,24 +12,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines import schedule_tasks
-from pipelines.schedule_tasks import RunRecord, ScheduleStore, fire_schedule, sync_file
-from pipelines.schedules import (
-    ScheduleConfigError,
+from pipelines.cli._common import fail, redis_client, settings
+from pipelines.schedules import tasks as schedule_tasks
+from pipelines.schedules.spec import (
     ScheduleSpec,
     build_spec,
     resolve_csv,
     validate_pipelines,
 )
+from pipelines.schedules.store import RunRecord, ScheduleStore, sync_file
+from pipelines.schedules.tasks import fire_schedule
 from workers.logging import configure_logging
-from workers.settings import get_settings
+from workers.settings import Settings
 from workers.storage import ArtifactStore
 
 schedules_app = typer.Typer(
@@ -44,18 +44,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(schedules_app, name="schedules")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
 @contextmanager
-def _store() -> Iterator[ScheduleStore]:
-    settings = get_settings()
-    if not settings.redis_url:
-        _fail("set REDIS_URL to the workers' Redis", 2)
-    client = redis.Redis.from_url(settings.redis_url)
-    store = ScheduleStore(client, settings)
+def _store(config: Settings) -> Iterator[ScheduleStore]:
+    client = redis_client(config, "set REDIS_URL to the workers' Redis")
+    store = ScheduleStore(client, config)
     try:
         yield store
     finally:
@@ -81,7 +73,7 @@ def _summary(store: ScheduleStore, spec: ScheduleSpec) -> dict[str, Any]:
 @schedules_app.command("list")
 def list_schedules(as_json: JsonOption = False) -> None:
     """List schedules: what, when, next run, last run and its batch."""
-    with _store() as store:
+    with _store(settings()) as store:
         rows = [_summary(store, spec) for spec in store.specs()]
     if as_json:
         typer.echo(json.dumps(rows))
@@ -100,10 +92,10 @@ def list_schedules(as_json: JsonOption = False) -> None:
 @schedules_app.command("show")
 def show(name: str, as_json: JsonOption = False) -> None:
     """Show one schedule and its latest runs (with each run's errors)."""
-    with _store() as store:
+    with _store(settings()) as store:
         spec = store.get(name)
         if spec is None:
-            _fail(f"no schedule {name!r}")
+            raise fail(f"no schedule {name!r}", 1)
         data = {**_summary(store, spec),
                 "runs": [run.model_dump(mode="json") for run in store.runs(name, _RUNS_SHOWN)]}
     typer.echo(json.dumps(data, indent=None if as_json else 2))
@@ -125,12 +117,10 @@ def add(
     values = {"name": name, "pipeline": pipeline, "csv": resolve_csv(csv, Path.cwd()),
               "cron": cron, "every": every, "timezone": timezone, "max_spend": max_spend,
               "skip_invalid": skip_invalid, "enabled": not disabled}
-    try:
-        spec = build_spec(**values)
-        validate_pipelines([spec])
-    except ScheduleConfigError as exc:
-        _fail(str(exc), 2)
-    with _store() as store:
+    # An invalid schedule (ScheduleConfigError) exits 2 through handle_errors.
+    spec = build_spec(**values)
+    validate_pipelines([spec])
+    with _store(settings()) as store:
         action = store.put(spec)
         next_run = _iso(store.next_run(spec)) or "-"
     typer.echo(f"{action} schedule {name}: {spec.when}, next run {next_run}")
@@ -139,9 +129,9 @@ def add(
 @schedules_app.command("remove")
 def remove(name: str) -> None:
     """Delete a schedule, its beat entry and its run history (batches stay)."""
-    with _store() as store:
+    with _store(settings()) as store:
         if not store.remove(name):
-            _fail(f"no schedule {name!r}")
+            raise fail(f"no schedule {name!r}", 1)
     typer.echo(f"removed schedule {name}")
 
 
@@ -149,26 +139,24 @@ def remove(name: str) -> None:
 def run_now(name: str) -> None:
     """Submit the schedule's batch now; prints the batch id (exit 1 if it was refused)."""
     # Logs go to stderr (warnings only): stdout carries just the batch id, for scripts.
-    configure_logging(json=get_settings().log_json, level="WARNING")
-    with _store() as store:
+    config = settings()
+    configure_logging(json=config.log_json, level="WARNING")
+    with _store(config) as store:
         if store.get(name) is None:
-            _fail(f"no schedule {name!r}")
+            raise fail(f"no schedule {name!r}", 1)
+        # A CSV given as a storage URL is read from the configured artifact store.
+        artifacts = ArtifactStore.from_settings(config)
         run = fire_schedule(store, name, fired_at=datetime.now(UTC), origin="run-now",
-                            submit=schedule_tasks.batch_submitter(store.redis, _artifacts()))
+                            submit=schedule_tasks.batch_submitter(store.redis, artifacts))
     if run is None:
-        _fail(f"schedule {name!r} was removed meanwhile")
+        raise fail(f"schedule {name!r} was removed meanwhile", 1)
     _report_run(run)
-
-
-def _artifacts() -> ArtifactStore:
-    # A CSV given as a storage URL is read from the configured artifact store.
-    return ArtifactStore.from_settings(get_settings())
 
 
 def _report_run(run: RunRecord) -> None:
     typer.echo(run.batch_id)
     if run.status == "failed":
-        _fail("the batch was refused:\n" + "\n".join(run.errors))
+        raise fail("the batch was refused:\n" + "\n".join(run.errors), 1)
     Console(stderr=True).print(f"{run.status}: {run.accepted} rows accepted, "
                                f"{run.rejected} rejected", highlight=False)
 
@@ -179,14 +167,12 @@ def sync(
         "--file", help="Schedules TOML (default: PRODUCER_SCHEDULES_FILE).")] = None,
 ) -> None:
     """Make Redis hold exactly the file's schedules (create, update, remove)."""
-    path = file or (Path(p) if (p := get_settings().schedules_file) else None)
+    config = settings()
+    path = file or (Path(p) if (p := config.schedules_file) else None)
     if path is None:
-        _fail("give --file or set PRODUCER_SCHEDULES_FILE", 2)
-    with _store() as store:
-        try:
-            report = sync_file(store, path)
-        except ScheduleConfigError as exc:
-            _fail(str(exc), 2)
+        raise fail("give --file or set PRODUCER_SCHEDULES_FILE")
+    with _store(config) as store:
+        report = sync_file(store, path)
     for action in ("created", "updated", "unchanged", "removed"):
         names = getattr(report, action)
         typer.echo(f"{action}: {', '.join(names) if names else '-'}")

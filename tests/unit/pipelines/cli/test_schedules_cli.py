@@ -14,13 +14,13 @@ import redis
 import structlog
 from typer.testing import CliRunner
 
-import pipelines.schedule_tasks as schedule_tasks
+import pipelines.schedules.tasks as schedule_tasks
 from pipelines.batches import SubmitReport
 from pipelines.batchstate import BatchState
 from pipelines.canvas import RowError
 from pipelines.cli import _mount, app
-from pipelines.schedule_tasks import ScheduleStore
-from pipelines.schedules import ScheduleSpec
+from pipelines.schedules.spec import ScheduleSpec
+from pipelines.schedules.store import ScheduleStore
 from workers.settings import Settings, get_settings
 
 

@@ -12,13 +12,12 @@ import json
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli._common import fail, redis_client, settings
 from workers.ledger import Ledger, LedgerEntry
-from workers.settings import get_settings
 
 ledger_app = typer.Typer(
     name="ledger", help="Inspect exactly-once submission records.", no_args_is_help=True
@@ -32,11 +31,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _ledger() -> Ledger:
-    url = get_settings().redis_url
-    if not url:
-        Console(stderr=True).print("[red]error:[/red] set REDIS_URL to the workers' Redis")
-        raise typer.Exit(2)
-    return Ledger(redis.Redis.from_url(url))
+    return Ledger(redis_client(settings(), "set REDIS_URL to the workers' Redis"))
 
 
 def _row(entry: LedgerEntry) -> dict[str, Any]:
@@ -76,8 +71,7 @@ def show(key: str, as_json: JsonOption = False) -> None:
     """Show one entry in full (result included)."""
     entry = _ledger().get(key)
     if entry is None:
-        Console(stderr=True).print(f"[red]error:[/red] no ledger entry {key!r}")
-        raise typer.Exit(1)
+        raise fail(f"no ledger entry {key!r}", 1)
     typer.echo(json.dumps(_row(entry), default=str, indent=None if as_json else 2))
 
 
@@ -85,6 +79,5 @@ def show(key: str, as_json: JsonOption = False) -> None:
 def reset_failed(key: str) -> None:
     """Forget a failed entry so its step may run again (done entries are never reset)."""
     if not _ledger().reset_failed(key):
-        Console(stderr=True).print(f"[red]error:[/red] {key!r} is not a failed entry")
-        raise typer.Exit(1)
+        raise fail(f"{key!r} is not a failed entry", 1)
     typer.echo(f"reset {key}")

@@ -1,7 +1,7 @@
 """``producer-batch poller`` and ``producer-batch receiver``: the completion services.
 
 Workers themselves are started with Celery's own command,
-``celery -A workers.app worker``; these two finish what the workers paused.
+``celery -A pipelines.app worker``; these two finish what the workers paused.
 Both read the same environment as the workers (``REDIS_URL``,
 ``PRODUCER_API_TOKEN``, ``PRODUCER_CALLBACK_SECRET`` ...).
 """
@@ -14,9 +14,9 @@ from types import FrameType
 
 import typer
 
+from pipelines.cli._common import fail, settings
 from workers.logging import configure_logging
-from workers.runtime import ConfigurationError, Services, build_services
-from workers.settings import get_settings
+from workers.runtime import Services, build_services
 
 
 def register(app: typer.Typer) -> None:
@@ -26,13 +26,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _services() -> Services:
-    settings = get_settings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    try:
-        return build_services(settings)
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    # An incomplete configuration (ConfigurationError) exits 2 through handle_errors.
+    config = settings()
+    configure_logging(json=config.log_json, level=config.log_level)
+    return build_services(config)
 
 
 def stop_on_signals() -> threading.Event:
@@ -50,7 +47,7 @@ def stop_on_signals() -> threading.Event:
 
 def poller() -> None:
     """Poll the provider for every in-flight task and resume finished steps (always run one)."""
-    from workers.app import app
+    from pipelines.app import app
     from workers.completion.wiring import poller_for
 
     svc = _services()
@@ -68,15 +65,14 @@ def receiver(
     """Serve the callback receiver (set PRODUCER_PUBLIC_BASE_URL to its public URL)."""
     import uvicorn
 
-    from workers.app import app
+    from pipelines.app import app
     from workers.completion.wiring import receiver_for
 
     svc = _services()
     try:
         asgi = receiver_for(svc, app)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     try:
         uvicorn.run(asgi, host=host, port=port, log_level="warning")
     finally:

@@ -1,7 +1,8 @@
 """The ``producer-batch`` command line.
 
-Each command family lives in its own module and is mounted here, so this file
-stays an index of what the CLI offers.
+Each command family lives in its own module of this package and is mounted here, so
+this file stays an index of what the CLI offers; :mod:`pipelines.cli._common` turns
+errors into messages and exit codes for all of them.
 """
 
 from __future__ import annotations
@@ -32,19 +33,21 @@ def _mount() -> None:
     _mounted = True
     # Imported here so `producer-batch --help` stays fast and an optional family
     # that fails to import names itself in the error.
-    from pipelines import (
-        cli_batch,
-        cli_demo,
-        cli_emulator,
-        cli_ledger,
-        cli_limits,
-        cli_schedules,
-        cli_workers,
+    from pipelines.cli import (
+        batch,
+        demo,
+        emulator,
+        ledger,
+        limits,
+        run,
+        schedules,
+        services,
     )
+    from pipelines.cli._common import guard_all
 
-    for family in (cli_demo, cli_workers, cli_emulator, cli_limits, cli_ledger, cli_schedules,
-                   cli_batch):
+    for family in (demo, services, emulator, limits, ledger, schedules, batch, run):
         family.register(app)
+    guard_all(app)
 
 
 def main() -> None:
