@@ -14,6 +14,8 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from pipelines.cli._common import fail
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``emulator`` command to ``app``."""
@@ -73,8 +75,7 @@ def emulator(
             faults=faults,
         )
     except ValidationError as exc:
-        typer.echo(f"Error: invalid emulator settings: {config_problems(exc)}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(f"invalid emulator settings: {config_problems(exc)}") from exc
     # Never the tokens themselves: compose runs this command and keeps its output in logs.
     count = len(config.tokens)
     typer.echo(f"Producer emulator on http://{host}:{port} ({count} token{'s' * (count != 1)})")

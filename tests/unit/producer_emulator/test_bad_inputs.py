@@ -19,7 +19,7 @@ from emulator_fixtures import TOKEN, api, emu, error_of, server
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from pipelines import cli_emulator
+import pipelines.cli.emulator as cli_emulator
 from producer_emulator import EmulatorConfig, EmulatorServer
 
 __all__ = ["api", "emu", "server"]  # fixtures imported for pytest
