@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pipelines.batch_status import batch_status, list_statuses, render_list, render_status
-from pipelines.batches import (
+from pipelines.batches.state import FINAL_STATUSES, BatchState
+from pipelines.batches.status import batch_status, list_statuses, render_list, render_status
+from pipelines.batches.submit import (
     BatchIdError,
     SubmitReport,
     cancel_batch,
@@ -30,9 +31,8 @@ from pipelines.batches import (
     retry_failed,
     submit_batch,
 )
-from pipelines.batchstate import FINAL_STATUSES, BatchState
-from pipelines.specs import PipelineSpec, PipelineSpecError, UnknownPipelineError, get_pipeline
-from pipelines.spend import PriceTable, PriceTableError, estimate
+from pipelines.specs.spec import PipelineSpec, PipelineSpecError, UnknownPipelineError, get_pipeline
+from pipelines.spend.guard import PriceTable, PriceTableError, estimate
 from workers.settings import Settings, get_settings
 
 err = Console(stderr=True)
@@ -259,7 +259,7 @@ def results(
     store: Annotated[bool, typer.Option(help="Also write into the store once ended.")] = True,
 ) -> None:
     """Write the manifest (JSONL, CSV) and errors file locally and into the store."""
-    from pipelines.manifest import build_manifest, write_manifest
+    from pipelines.batches.manifest import build_manifest, write_manifest
     from workers.storage import ArtifactStore
 
     settings = get_settings()
@@ -307,7 +307,7 @@ def feeder(
         help="Fleet-wide spend cap, e.g. '100 USD' (kept in Redis).")] = None,
 ) -> None:
     """Feed batch rows to the workers as capacity allows (run one or more)."""
-    from pipelines.batch_tasks import feeder_for
+    from pipelines.batches.tasks import feeder_for
     from pipelines.cli_workers import _services, stop_on_signals
 
     svc = _services()
@@ -318,7 +318,7 @@ def feeder(
         feed.guard.set_global_cap(parse_spend(global_max_spend, svc.settings))
     stop = stop_on_signals()
     try:
-        # A row silent for two visibility timeouts lost its message (see pipelines.stale).
+        # A row silent for two visibility timeouts lost its message (see pipelines.batches.stale).
         feed.run(stop, stale_after_s=2.0 * svc.settings.visibility_timeout_s)
     finally:
         svc.close()

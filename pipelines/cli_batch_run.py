@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.batch_status import batch_status, status_line
-from pipelines.batchstate import FINAL_STATUSES
+from pipelines.batches.state import FINAL_STATUSES
+from pipelines.batches.status import batch_status, status_line
 from pipelines.cli_batch import (
     PipelineOpt,
     PipelinesFileOpt,
@@ -108,8 +108,8 @@ def _interrupts() -> Iterator[None]:
 
 def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bool,
             skip_invalid: bool, cap: float | None) -> Any:
-    from pipelines.batches import BatchIdError, submit_batch
-    from pipelines.batchstate import BatchState
+    from pipelines.batches.state import BatchState
+    from pipelines.batches.submit import BatchIdError, submit_batch
 
     client = stack.services.redis
     if resume and batch_id and BatchState(client).record(batch_id) is None:
@@ -123,7 +123,7 @@ def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bo
 
 def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
     """Feed from a thread and show progress until the batch ends; returns its last status."""
-    from pipelines.batch_tasks import feeder_for
+    from pipelines.batches.tasks import feeder_for
 
     feeder = feeder_for(stack.services)
     stop = threading.Event()
@@ -165,7 +165,7 @@ def _status(client: Any, batch_id: str) -> dict[str, Any]:
 
 
 def _write_manifest(stack: Any, batch_id: str) -> dict[str, str]:
-    from pipelines.manifest import build_manifest, write_manifest
+    from pipelines.batches.manifest import build_manifest, write_manifest
 
     return write_manifest(build_manifest(stack.services.redis, batch_id), None,
                           stack.services.store)

@@ -24,7 +24,7 @@ from typing import Any
 from celery import Celery
 from celery.worker import WorkController
 
-import pipelines.batch_tasks  # noqa: F401  (the worker below runs batch rows' callbacks too)
+import pipelines.batches.tasks  # noqa: F401  (the worker below runs batch rows' callbacks too)
 from producer_client.emulator import EmulatorConfig, EmulatorServer
 from workers.app import app as celery_app
 from workers.completion.wiring import poller_for

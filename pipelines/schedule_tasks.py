@@ -44,8 +44,7 @@ from pydantic import BaseModel, Field
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
 
-from pipelines.batches import SubmitReport, submit_batch
-from pipelines.canvas import RowError
+from pipelines.batches.submit import SubmitReport, submit_batch
 from pipelines.schedules import (
     FIRE_TASK,
     ScheduleConfigError,
@@ -57,7 +56,8 @@ from pipelines.schedules import (
     next_cron_time,
     validate_pipelines,
 )
-from pipelines.specs import get_pipeline
+from pipelines.specs.canvas import RowError
+from pipelines.specs.spec import get_pipeline
 from workers.app import app
 from workers.constants import KEY_PREFIX
 from workers.runtime import get_services

@@ -42,7 +42,7 @@ LEDGER_CLAIM_PREFIX = KEY_PREFIX + "ledger-claim:"
 # Continuations of steps waiting for the provider (workers/completion).
 INFLIGHT_PREFIX = KEY_PREFIX + "inflight:"
 
-# --- Spend control (pipelines/spend.py, pipelines/spend.lua) ------------------
+# --- Spend control (pipelines/spend/guard.py, pipelines/spend/scripts/spend.lua) ------------------
 # Keys: SPEND_PREFIX + "batch:<batch_id>" (totals hash), + "batch:<batch_id>:holds"
 # (one field per reservation key) and SPEND_GLOBAL_KEY (fleet totals + runtime cap).
 # No TTL: they are money records; SpendGuard.forget(batch_id) drops a batch's keys.
@@ -54,7 +54,7 @@ SPEND_GLOBAL_KEY = SPEND_PREFIX + "global"
 SPEND_MICROS_PER_UNIT = 1_000_000
 # --- end of spend control block ----------------------------------------------
 
-# --- Batches (pipelines/batches.py, batchstate.py, feeder.py) -----------------
+# --- Batches (pipelines/batches/submit.py, batchstate.py, feeder.py) -----------------
 # Per batch: BATCH_PREFIX + "{<batch_id>}" (record hash) and "{<batch_id>}:<part>"
 # (rows, state, running, requeue, errors, rate); braces: one cluster slot per batch.
 # Fleet-wide keys start with "_" (a batch id never does).

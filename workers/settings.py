@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     prices_file: Path | None = Field(
         default=None,
         description=(
-            "TOML file overriding the built-in price table (pipelines/prices.toml): "
+            "TOML file overriding the built-in price table (pipelines/spend/prices.toml): "
             "currency, usd_per_credit and [prices] per action."
         ),
     )

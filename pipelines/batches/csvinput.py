@@ -12,7 +12,7 @@ Two kinds of problems:
   empty, a header only, UTF-16, a bad header (duplicate, empty, unknown or missing
   columns), or a CSV syntax error after which the parser's position is lost
   (an unbalanced quote, a field over the size limit). Nothing is submitted.
-* a :class:`~pipelines.canvas.RowError` per bad record (wrong number of fields,
+* a :class:`~pipelines.specs.canvas.RowError` per bad record (wrong number of fields,
   undecodable bytes): that row is invalid, the others can still go
   (``--skip-invalid``).
 
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.canvas import RowError
+from pipelines.specs.canvas import RowError
 
 if TYPE_CHECKING:
-    from pipelines.specs import PipelineSpec
+    from pipelines.specs.spec import PipelineSpec
     from workers.storage import ArtifactStore
 
 UTF8_BOM = b"\xef\xbb\xbf"

@@ -40,10 +40,10 @@ import structlog
 from celery import Celery
 from celery.canvas import Signature, _chain, chord, group
 
-from pipelines.batchstate import Admission, BatchState, Held, record_key
-from pipelines.canvas import build_row_canvas
-from pipelines.specs import PipelineSpec
-from pipelines.spend import PriceTable, SpendGuard
+from pipelines.batches.state import Admission, BatchState, Held, record_key
+from pipelines.specs.canvas import build_row_canvas
+from pipelines.specs.spec import PipelineSpec
+from pipelines.spend.guard import PriceTable, SpendGuard
 from workers.completion.continuations import ContinuationStore
 from workers.constants import (
     BATCH_DEFER_S,
@@ -78,7 +78,7 @@ class BatchInfo:
 
     @classmethod
     def from_record(cls, record: Mapping[str, str]) -> BatchInfo:
-        """Parse a batch record (see :mod:`pipelines.batchstate`)."""
+        """Parse a batch record (see :mod:`pipelines.batches.state`)."""
         return cls(
             spec=PipelineSpec.model_validate_json(record["spec"]),
             columns=json.loads(record["columns"]),
@@ -270,9 +270,9 @@ class Feeder:
         """Feed until ``stop`` is set (the ``feeder`` service, the ``run`` command).
 
         With ``stale_after_s``, rows that stopped moving that long are admitted again
-        (:mod:`pipelines.stale`), checked every quarter of it.
+        (:mod:`pipelines.batches.stale`), checked every quarter of it.
         """
-        from pipelines.stale import requeue_stale
+        from pipelines.batches.stale import requeue_stale
 
         next_reap = time.monotonic()
         while not stop.is_set():

@@ -24,8 +24,8 @@ from typing import Any
 
 import redis
 
-from pipelines.batchstate import FINAL_STATUSES, BatchState
-from pipelines.feeder import BatchInfo, ledger_entries, row_step_keys
+from pipelines.batches.feeder import BatchInfo, ledger_entries, row_step_keys
+from pipelines.batches.state import FINAL_STATUSES, BatchState
 from workers.ledger import State
 from workers.storage import ArtifactStore
 

@@ -13,8 +13,8 @@ and its last finished step is older than ``stale_after_s`` too.
 
 from __future__ import annotations
 
-from pipelines.batchstate import text
-from pipelines.feeder import Feeder, ledger_entries, row_step_keys, settle_rows
+from pipelines.batches.feeder import Feeder, ledger_entries, row_step_keys, settle_rows
+from pipelines.batches.state import text
 from workers.constants import BATCH_WINDOW_KEY
 from workers.ledger import LedgerEntry, State
 

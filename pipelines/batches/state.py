@@ -54,7 +54,7 @@ _SCAN_BUDGET = 65536
 
 
 def _lua(name: str) -> str:
-    return files("pipelines").joinpath(name).read_text(encoding="utf-8")
+    return files("pipelines.batches").joinpath("scripts", name).read_text(encoding="utf-8")
 
 
 _COMMON = _lua("batch_common.lua")

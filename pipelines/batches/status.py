@@ -19,8 +19,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.batchstate import STATES, BatchState
-from pipelines.spend import SpendGuard
+from pipelines.batches.state import STATES, BatchState
+from pipelines.spend.guard import SpendGuard
 
 RATE_WINDOW_MIN = 5
 """Minutes of history the throughput is measured over."""

@@ -1,9 +1,9 @@
 """CSV batches: validate every row, then record the batch in Redis for the feeder.
 
-:func:`submit_batch` reads the CSV as a stream (:mod:`pipelines.csvinput`), checks
-every row against the pipeline (:func:`~pipelines.canvas.validate_row`) and only then
+:func:`submit_batch` reads the CSV as a stream (:mod:`pipelines.batches.csvinput`), checks
+every row against the pipeline (:func:`~pipelines.specs.canvas.validate_row`) and only then
 writes: the batch record, the rows and their states, in pipelined chunks. Nothing is
-published to the broker: the feeder (:mod:`pipelines.feeder`) turns rows into canvases
+published to the broker: the feeder (:mod:`pipelines.batches.feeder`) turns rows into canvases
 as capacity allows, so a 100,000-row batch is 100,000 hash fields, not 100,000 messages.
 
 * A batch with an invalid row is refused whole unless ``skip_invalid``: then the valid
@@ -32,12 +32,12 @@ import redis
 from celery import Celery
 from celery.canvas import Signature, _chain, chord, group
 
-from pipelines.batchstate import FINAL_STATUSES, BatchState, part_key, record_key
-from pipelines.canvas import RowError, build_row_canvas, validate_row
-from pipelines.csvinput import CsvBatchReader, CsvFormatError, CsvRecord, open_lines
-from pipelines.feeder import BatchInfo, revoke_unstarted, row_step_keys, settle_rows
-from pipelines.specs import PipelineSpec
-from pipelines.spend import PriceTable
+from pipelines.batches.csvinput import CsvBatchReader, CsvFormatError, CsvRecord, open_lines
+from pipelines.batches.feeder import BatchInfo, revoke_unstarted, row_step_keys, settle_rows
+from pipelines.batches.state import FINAL_STATUSES, BatchState, part_key, record_key
+from pipelines.specs.canvas import RowError, build_row_canvas, validate_row
+from pipelines.specs.spec import PipelineSpec
+from pipelines.spend.guard import PriceTable
 from workers.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY, BATCH_STAGING_TTL_S
 from workers.ledger import Ledger
 from workers.storage import ArtifactStore

@@ -22,8 +22,8 @@ import structlog
 from celery import Task
 from redis.exceptions import RedisError
 
-from pipelines.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, BatchInfo, Feeder, failure_of
-from pipelines.spend import PriceTable
+from pipelines.batches.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, BatchInfo, Feeder, failure_of
+from pipelines.spend.guard import PriceTable
 from workers.app import app
 from workers.runtime import Services, get_services
 

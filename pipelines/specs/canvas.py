@@ -20,8 +20,8 @@ from typing import Any
 from celery import chain, group
 from celery.canvas import Signature
 
-from pipelines.refs import RowRef, StepRef, coerce_params
-from pipelines.specs import PipelineSpec, check_step_values, with_implicit
+from pipelines.specs.refs import RowRef, StepRef, coerce_params
+from pipelines.specs.spec import PipelineSpec, check_step_values, with_implicit
 from workers.app import app
 
 

@@ -8,8 +8,8 @@ A param value in a pipeline file is a literal, or *exactly* one template:
   (``NAME#2`` names one copy of a repeated step).
 
 This module parses them and validates a step's params with the placeholders a check
-needs. It knows nothing of pipelines or rows: :mod:`pipelines.specs` and
-:mod:`pipelines.canvas` say which params are unknown and where errors came from.
+needs. It knows nothing of pipelines or rows: :mod:`pipelines.specs.spec` and
+:mod:`pipelines.specs.canvas` say which params are unknown and where errors came from.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Named pipelines: what they are, where they come from, and how they are checked.
 
 A pipeline is an ordered list of steps; each step names an action and its params.
-The built-ins live in ``pipelines/pipelines.toml`` beside this module; a user file
+The built-ins live in ``pipelines/specs/pipelines.toml`` beside this module; a user file
 (``load_pipelines(path)``, else ``PRODUCER_PIPELINES_FILE``) adds pipelines or
 replaces built-ins of the same name. The format and the template syntax are in
 ``docs/pipelines.md``::
@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.refs import (
+from pipelines.specs.refs import (
     KNOWN_ACTIONS,
     MISSING_OUTPUTS,
     STEP_NAME,

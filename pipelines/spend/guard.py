@@ -45,7 +45,7 @@ from workers.logging import get_logger
 from workers.settings import get_settings
 
 if TYPE_CHECKING:  # only a type here: pricing reads steps' action, name and repeat
-    from pipelines.specs import PipelineSpec
+    from pipelines.specs.spec import PipelineSpec
 
 __all__ = [
     "ACTIONS",
@@ -67,8 +67,8 @@ USD, CREDITS = "USD", "credits"
 _CURRENCY_NAMES = {"usd": USD, "$": USD, "credit": CREDITS, "credits": CREDITS}
 _AMOUNT = re.compile(r"^\s*(\$)?\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)?\s*$")
 
-SPEND_LUA = files("pipelines").joinpath("spend.lua").read_text(encoding="utf-8")
-_DEFAULT_PRICES = files("pipelines").joinpath("prices.toml")
+SPEND_LUA = files("pipelines.spend").joinpath("scripts", "spend.lua").read_text(encoding="utf-8")
+_DEFAULT_PRICES = files("pipelines.spend").joinpath("prices.toml")
 
 log = get_logger(__name__)
 

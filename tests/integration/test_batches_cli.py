@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pipelines.batch_tasks  # registers row_done / row_failed before the worker starts
-from pipelines.batchstate import BatchState
+import pipelines.batches.tasks  # registers row_done / row_failed before the worker starts
+from pipelines.batches.state import BatchState
 from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
-from pipelines.spend import PriceTable
+from pipelines.spend.guard import PriceTable
 from tests.integration.fleet import Fleet, fleet
 from workers.settings import get_settings
 
@@ -41,7 +41,7 @@ def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
         mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage}")
         get_settings.cache_clear()
         _mount()
-        feeder = pipelines.batch_tasks.feeder_for(f.services)
+        feeder = pipelines.batches.tasks.feeder_for(f.services)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
                                   kwargs={"idle_sleep_s": 0.05}, daemon=True)
@@ -121,7 +121,7 @@ def test_submit_status_results_and_a_zero_call_resubmit(
 
 
 def _spec(name: str) -> Any:
-    from pipelines.specs import get_pipeline
+    from pipelines.specs.spec import get_pipeline
 
     return get_pipeline(name)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import redis
 
-import pipelines.batch_tasks  # registers row_done / row_failed before the worker starts
-from pipelines.batches import submit_batch
-from pipelines.batchstate import BatchState
-from pipelines.specs import get_pipeline
+import pipelines.batches.tasks  # registers row_done / row_failed before the worker starts
+from pipelines.batches.state import BatchState
+from pipelines.batches.submit import submit_batch
+from pipelines.specs.spec import get_pipeline
 from tests.integration.fleet import fast_emulator_config, fleet
 
 ROWS = 36
@@ -44,7 +44,7 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
         state = BatchState(client)
         state.set_window(WINDOW)
         submit_batch(client, source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
-        feeder = pipelines.batch_tasks.feeder_for(f.services)
+        feeder = pipelines.batches.tasks.feeder_for(f.services)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
                                   kwargs={"idle_sleep_s": 0.05}, daemon=True)

@@ -32,7 +32,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 
 from pipelines.app import app
-from pipelines.batchstate import BatchState
+from pipelines.batches.state import BatchState
 from pipelines.schedule_tasks import RunRecord, ScheduleStore, batch_id_for
 from pipelines.schedules import FIRE_TASK, REDBEAT_LOCK_KEY, build_spec
 from workers.runtime import build_services, set_services

@@ -1,4 +1,4 @@
--- batch_common.lua: helpers prepended to every batch script (pipelines/batchstate.py).
+-- batch_common.lua: helpers prepended to every batch script (pipelines/batches/state.py).
 --
 -- Every batch script gets the same KEYS, so the helpers can name them:
 -- KEYS[1] record hash   producer:batch:{<id>}        status, counters, cursor ...

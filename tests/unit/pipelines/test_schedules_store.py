@@ -13,10 +13,10 @@ from celery import Celery
 from celery.schedules import crontab, schedule
 from redbeat import RedBeatSchedulerEntry
 
-from pipelines.batches import BatchIdError, SubmitReport
-from pipelines.canvas import RowError
+from pipelines.batches.submit import BatchIdError, SubmitReport
 from pipelines.schedule_tasks import ScheduleStore, fire_schedule
 from pipelines.schedules import FIRE_TASK, REDBEAT_LOCK_KEY, ScheduleSpec, beat_config, build_spec
+from pipelines.specs.canvas import RowError
 from workers.settings import Settings
 
 NOW = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)

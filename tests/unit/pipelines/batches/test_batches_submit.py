@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipelines.batches import BatchIdError, submit_batch, validate_batch_id
-from pipelines.batchstate import BatchState, part_key, record_key
-from pipelines.specs import get_pipeline
+from pipelines.batches.state import BatchState, part_key, record_key
+from pipelines.batches.submit import BatchIdError, submit_batch, validate_batch_id
+from pipelines.specs.spec import get_pipeline
 from workers.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY
 from workers.storage import ArtifactStore
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.batches import SubmitReport, check_csv
-from pipelines.specs import PipelineSpec, get_pipeline
+from pipelines.batches.submit import SubmitReport, check_csv
+from pipelines.specs.spec import PipelineSpec, get_pipeline
 
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"
 GOOD = "a warm lo-fi beat,Rainy,FUZZ-2.0,true,1001,0.3,more rain\n"

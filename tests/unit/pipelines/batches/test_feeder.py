@@ -17,11 +17,11 @@ import redis
 from celery import Celery
 from celery.canvas import Signature
 
-from pipelines.batches import cancel_batch, retry_failed, submit_batch
-from pipelines.batchstate import Admission, BatchState
-from pipelines.feeder import BatchInfo, Feeder, paid_since, row_step_keys
-from pipelines.specs import get_pipeline
-from pipelines.spend import PriceTable, SpendGuard
+from pipelines.batches.feeder import BatchInfo, Feeder, paid_since, row_step_keys
+from pipelines.batches.state import Admission, BatchState
+from pipelines.batches.submit import cancel_batch, retry_failed, submit_batch
+from pipelines.specs.spec import get_pipeline
+from pipelines.spend.guard import PriceTable, SpendGuard
 from workers.app import app
 from workers.ledger import Ledger, step_key
 from workers.ratelimit import Limiter, LimiterDefaults, MemoryBackend
@@ -234,7 +234,7 @@ def test_spend_settles_what_succeeded_since_the_admission(redis_client: redis.Re
         ledger.reserve(step_key("z", 1, step), fingerprint=step, owner="t")
     ledger.mark_done(step_key("z", 1, "generate"), result={})
     ledger.mark_failed(step_key("z", 1, "extend"), code="x", message="y")
-    from pipelines.feeder import ledger_entries
+    from pipelines.batches.feeder import ledger_entries
 
     entries = ledger_entries(redis_client, row_step_keys("z", 1, plan))
     assert paid_since(entries, plan, since, prices) == prices.call_cost("generate")
@@ -244,7 +244,7 @@ def test_spend_settles_what_succeeded_since_the_admission(redis_client: redis.Re
 def test_rows_that_stopped_moving_are_admitted_again(
     redis_client: redis.Redis, make_batch: Callable[..., str]
 ) -> None:
-    from pipelines.stale import requeue_stale
+    from pipelines.batches.stale import requeue_stale
 
     make_batch("a", 2)
     feeder = RecordingFeeder(redis_client, window=10)
@@ -290,9 +290,9 @@ def test_a_row_without_a_canvas_fails_and_a_refused_publish_pauses(
 
 
 def test_the_plan_and_task_ids_of_a_pipeline_with_copies() -> None:
-    from pipelines.batches import step_plan
-    from pipelines.canvas import build_row_canvas
-    from pipelines.feeder import _assign_ids
+    from pipelines.batches.feeder import _assign_ids
+    from pipelines.batches.submit import step_plan
+    from pipelines.specs.canvas import build_row_canvas
 
     spec = get_pipeline("generate-variations")
     canvas = build_row_canvas(spec, {"prompt": "p"}, batch_id="v", row=3)

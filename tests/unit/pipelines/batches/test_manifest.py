@@ -9,10 +9,10 @@ from pathlib import Path
 
 import redis
 
-from pipelines.batches import submit_batch
-from pipelines.batchstate import BatchState
-from pipelines.manifest import MANIFEST_CSV_FIELDS, build_manifest, write_manifest
-from pipelines.specs import get_pipeline
+from pipelines.batches.manifest import MANIFEST_CSV_FIELDS, build_manifest, write_manifest
+from pipelines.batches.state import BatchState
+from pipelines.batches.submit import submit_batch
+from pipelines.specs.spec import get_pipeline
 from workers.ledger import Ledger, step_key
 from workers.storage import ArtifactStore
 

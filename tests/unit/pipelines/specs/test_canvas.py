@@ -10,11 +10,11 @@ import pytest
 from celery import chord, group
 from celery.canvas import Signature, _chain
 
-from pipelines.canvas import RowError, build_row_canvas, calls_per_row, validate_row
-from pipelines.specs import PipelineSpec, get_pipeline
+from pipelines.specs.canvas import RowError, build_row_canvas, calls_per_row, validate_row
+from pipelines.specs.spec import PipelineSpec, get_pipeline
 from workers.ledger import step_key
 
-EXAMPLES_CSV = Path(__file__).resolve().parents[3] / "examples" / "prompts.csv"
+EXAMPLES_CSV = Path(__file__).resolve().parents[4] / "examples" / "prompts.csv"
 ROW = {
     "prompt": "lo-fi rain", "title": "Rainy Window", "model": "FUZZ-2.0",
     "instrumental": "true", "seed": "1001", "weirdness": "0.3",

@@ -15,8 +15,8 @@ import pytest
 from celery import chord, group
 from celery.canvas import Signature, _chain
 
-from pipelines.canvas import build_row_canvas
-from pipelines.specs import PipelineSpec, get_pipeline
+from pipelines.specs.canvas import build_row_canvas
+from pipelines.specs.spec import PipelineSpec, get_pipeline
 from workers.operations.errors import StepFailed
 from workers.operations.params import complete_params, resolve_refs
 from workers.operations.results import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.specs import (
+from pipelines.specs.spec import (
     BUILTIN_FILE,
     MAX_REPEAT,
     PipelineSpec,
@@ -20,7 +20,7 @@ from pipelines.specs import (
     read_pipelines_file,
 )
 
-EXAMPLES_CSV = Path(__file__).resolve().parents[3] / "examples" / "prompts.csv"
+EXAMPLES_CSV = Path(__file__).resolve().parents[4] / "examples" / "prompts.csv"
 REQUIRED_BUILTINS = {
     "generate", "generate-extend-stems", "generate-cover", "swap-vocals", "swap-instrumentals",
     "variation", "upload-cover", "upload-extend",

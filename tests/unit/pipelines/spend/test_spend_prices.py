@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.canvas import calls_per_row
-from pipelines.specs import PipelineSpec, StepSpec, get_pipeline, load_pipelines
-from pipelines.spend import (
+from pipelines.specs.canvas import calls_per_row
+from pipelines.specs.spec import PipelineSpec, StepSpec, get_pipeline, load_pipelines
+from pipelines.spend.guard import (
     ACTIONS,
     PriceTable,
     PriceTableError,
@@ -47,7 +47,7 @@ def test_built_in_table_has_the_withdrawn_vendor_prices() -> None:
 
 
 def test_guessed_prices_are_marked_in_the_file() -> None:
-    text = (Path(__file__).resolve().parents[3] / "pipelines" / "prices.toml").read_text()
+    text = (Path(__file__).resolve().parents[4] / "pipelines" / "spend" / "prices.toml").read_text()
     for action in ("upload_cover", "upload_extend", "variation", "replace_section",
                    "upload_replace_section", "stems", "wav", "videos"):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"{action} ="))
