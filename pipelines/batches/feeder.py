@@ -2,7 +2,7 @@
 
 ``feed_once`` admits rows while the number of admitted-but-unfinished rows of every
 batch (the *window*) is below its size, which follows the limiter's in-flight cap
-(:data:`~workers.constants.BATCH_WINDOW_PER_SLOT` rows per slot, or a runtime
+(:data:`~pipelines.constants.BATCH_WINDOW_PER_SLOT` rows per slot, or a runtime
 override). Each admission takes the next batch of the shared rotation
 (``LMOVE`` on the active list), so batches running at the same time get turns in
 round-robin whichever feeder (the ``feeder`` service, a worker finishing a row, the
@@ -12,7 +12,7 @@ round-robin whichever feeder (the ``feeder`` service, a worker finishing a row, 
    marks it running and puts it in the window: no two feeders admit a row twice;
 2. the row's estimated cost is reserved (:class:`~pipelines.spend.SpendGuard`); a
    refusal gives the row back and pauses the batch (``paused``, reason ``batch_cap`` or
-   ``global_cap``), retried every :data:`~workers.constants.BATCH_PAUSE_RETRY_S`;
+   ``global_cap``), retried every :data:`~pipelines.constants.BATCH_PAUSE_RETRY_S`;
 3. the row's canvas is built and published with ``producer.batch.row_done`` at its end
    and ``producer.batch.row_failed`` as its errback; their tasks record the row once
    (``batch_finish.lua``), settle its spend with the cost of the steps that succeeded,
@@ -22,7 +22,7 @@ Task ids are deterministic (``<batch>:<row>:<step>:<attempt>``), so ``cancel --a
 can revoke the steps a row has not reached without storing anything. A row admitted
 again (``resume`` after a crash, an abandoned row run again) never pays a step twice
 (the ledger); while an earlier canvas of it still has a step at the provider, the row
-*waits* (state ``w``, :data:`~workers.constants.BATCH_DEFER_S`) instead of starting a
+*waits* (state ``w``, :data:`~pipelines.constants.BATCH_DEFER_S`) instead of starting a
 canvas that would pause on the earlier one's continuation.
 """
 
@@ -41,16 +41,12 @@ from celery import Celery
 from celery.canvas import Signature, _chain, chord, group
 
 from pipelines.batches.state import Admission, BatchState, Held, record_key
+from pipelines.constants import BATCH_DEFER_S, BATCH_PAUSE_RETRY_S, BATCH_WINDOW_PER_SLOT
 from pipelines.specs.canvas import build_row_canvas
 from pipelines.specs.spec import PipelineSpec
 from pipelines.spend.guard import PriceTable, SpendGuard
 from workers.completion.continuations import ContinuationStore
-from workers.constants import (
-    BATCH_DEFER_S,
-    BATCH_PAUSE_RETRY_S,
-    BATCH_WINDOW_PER_SLOT,
-    LEDGER_PREFIX,
-)
+from workers.constants import LEDGER_PREFIX
 from workers.ledger import LedgerEntry, State, step_key
 from workers.ratelimit import Limiter
 

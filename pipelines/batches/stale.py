@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pipelines.batches.feeder import Feeder, ledger_entries, row_step_keys, settle_rows
 from pipelines.batches.state import text
-from workers.constants import BATCH_WINDOW_KEY
+from pipelines.constants import BATCH_WINDOW_KEY
 from workers.ledger import LedgerEntry, State
 
 _SCAN_LIMIT = 200

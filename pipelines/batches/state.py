@@ -1,6 +1,6 @@
 """Batches in Redis: the record, the rows and their states, and the atomic moves between them.
 
-Layout (prefix :data:`~workers.constants.BATCH_PREFIX`; ``{id}`` is the batch id in
+Layout (prefix :data:`~pipelines.constants.BATCH_PREFIX`; ``{id}`` is the batch id in
 braces, so one batch's keys share a Redis Cluster slot)::
 
     producer:batch:{id}            hash    the record: status, pipeline, spec, counters
@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from workers.constants import (
+from pipelines.constants import (
     BATCH_ACTIVE_KEY,
     BATCH_CONFIG_KEY,
     BATCH_INDEX_KEY,

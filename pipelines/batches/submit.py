@@ -35,10 +35,10 @@ from celery.canvas import Signature, _chain, chord, group
 from pipelines.batches.csvinput import CsvBatchReader, CsvFormatError, CsvRecord, open_lines
 from pipelines.batches.feeder import BatchInfo, revoke_unstarted, row_step_keys, settle_rows
 from pipelines.batches.state import FINAL_STATUSES, BatchState, part_key, record_key
+from pipelines.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY, BATCH_STAGING_TTL_S
 from pipelines.specs.canvas import RowError, build_row_canvas, validate_row
 from pipelines.specs.spec import PipelineSpec
 from pipelines.spend.guard import PriceTable
-from workers.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY, BATCH_STAGING_TTL_S
 from workers.ledger import Ledger
 from workers.storage import ArtifactStore
 

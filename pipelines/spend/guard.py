@@ -14,7 +14,7 @@ over the batch's counters and the fleet's, so ``spent + reserved <= cap`` holds 
 each batch and globally with any number of feeders, workers and batches. Every call is
 idempotent per ``(batch_id, key)``: a redelivered admission never counts twice.
 
-Redis layout (prefix :data:`~workers.constants.SPEND_PREFIX`; amounts are integers of
+Redis layout (prefix :data:`~pipelines.constants.SPEND_PREFIX`; amounts are integers of
 micro-units of the price table's currency, so sums are exact)::
 
     producer:spend:batch:<batch_id>        hash  spent, reserved, overrun, cap, refused
@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipelines.constants import SPEND_GLOBAL_KEY, SPEND_MICROS_PER_UNIT, SPEND_PREFIX
 from producer_client import ACTIONS as AUDIO_ACTIONS
-from workers.constants import SPEND_GLOBAL_KEY, SPEND_MICROS_PER_UNIT, SPEND_PREFIX
 from workers.logging import get_logger
 from workers.settings import get_settings
 

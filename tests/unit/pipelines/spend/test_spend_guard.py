@@ -16,8 +16,8 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
+from pipelines.constants import SPEND_GLOBAL_KEY
 from pipelines.spend.guard import SpendDecision, SpendGuard, from_micro, to_micro
-from workers.constants import SPEND_GLOBAL_KEY
 
 ClientFactory = Callable[..., redis.Redis]
 
