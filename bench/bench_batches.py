@@ -102,7 +102,7 @@ def write_csv(path: Path, rows: int) -> None:
 def bench_submit(plan: Plan, tmp: Path) -> dict[str, Any]:
     """Seconds and Redis bytes to validate and record ``plan.submit_rows`` rows."""
     from pipelines.batches.submit import submit_batch
-    from pipelines.specs.spec import get_pipeline
+    from pipelines.specs.loader import get_pipeline
 
     source = tmp / "submit.csv"
     write_csv(source, plan.submit_rows)
@@ -179,7 +179,7 @@ def run_ours(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
     """The batch through worker, poller and feeder processes; makespan from the record."""
     from pipelines.batches.state import BatchState
     from pipelines.batches.submit import submit_batch
-    from pipelines.specs.spec import get_pipeline
+    from pipelines.specs.loader import get_pipeline
     from workers.app import app
 
     source = tmp / "batch.csv"

@@ -31,7 +31,8 @@ from pipelines.batches.submit import (
     retry_failed,
     submit_batch,
 )
-from pipelines.specs.spec import PipelineSpec, PipelineSpecError, UnknownPipelineError, get_pipeline
+from pipelines.specs.loader import get_pipeline
+from pipelines.specs.spec import PipelineSpec, PipelineSpecError, UnknownPipelineError
 from pipelines.spend.guard import PriceTable, PriceTableError, estimate
 from workers.settings import Settings, get_settings
 
@@ -75,7 +76,7 @@ def redis_client(settings: Settings) -> redis.Redis:
 def load_pipeline(name: str, path: Path | None) -> PipelineSpec:
     """The named pipeline, or exit 2 with the known names / the file's problems."""
     try:
-        return get_pipeline(name, path)
+        return get_pipeline(name, path if path is not None else get_settings().pipelines_file)
     except (UnknownPipelineError, PipelineSpecError) as exc:
         raise fail(str(exc)) from None
 

@@ -127,7 +127,7 @@ def add(
               "skip_invalid": skip_invalid, "enabled": not disabled}
     try:
         spec = build_spec(**values)
-        validate_pipelines([spec])
+        validate_pipelines([spec], get_settings().pipelines_file)
     except ScheduleConfigError as exc:
         _fail(str(exc), 2)
     with _store() as store:

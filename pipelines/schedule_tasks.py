@@ -57,7 +57,7 @@ from pipelines.schedules import (
     validate_pipelines,
 )
 from pipelines.specs.canvas import RowError
-from pipelines.specs.spec import get_pipeline
+from pipelines.specs.loader import get_pipeline
 from workers.app import app
 from workers.constants import KEY_PREFIX
 from workers.runtime import get_services
@@ -110,7 +110,7 @@ class SyncReport:
 def sync_file(store: ScheduleStore, path: Path) -> SyncReport:
     """Load ``path``, check its pipelines, and make the store match it."""
     specs = load_schedules(path)
-    validate_pipelines(specs)
+    validate_pipelines(specs, get_settings().pipelines_file)
     return store.sync(specs)
 
 
@@ -285,9 +285,10 @@ def batch_submitter(client: redis.Redis, store: ArtifactStore | None = None) -> 
     """The real submitter: ``pipelines.batches.submit_batch`` on ``client``."""
     def submit(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
         return submit_batch(
-            client, source=spec.csv, pipeline=get_pipeline(spec.pipeline), batch_id=batch_id,
-            skip_invalid=spec.skip_invalid, max_spend=spec.max_spend, store=store,
-            origin="schedule",
+            client, source=spec.csv,
+            pipeline=get_pipeline(spec.pipeline, get_settings().pipelines_file),
+            batch_id=batch_id, skip_invalid=spec.skip_invalid, max_spend=spec.max_spend,
+            store=store, origin="schedule",
         )
 
     return submit

@@ -298,8 +298,9 @@ def _error_line(name: object, error: Any) -> str:
 
 
 def validate_pipelines(specs: Iterable[ScheduleSpec], path: Path | None = None) -> None:
-    """Check every spec names a known pipeline (built-ins plus ``path`` or the user's file)."""
-    from pipelines.specs.spec import PipelineSpecError, UnknownPipelineError, load_pipelines
+    """Check every spec names a known pipeline (the built-ins plus the user's file ``path``)."""
+    from pipelines.specs.loader import load_pipelines
+    from pipelines.specs.spec import PipelineSpecError, UnknownPipelineError
 
     try:
         known = load_pipelines(path)

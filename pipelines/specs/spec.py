@@ -1,10 +1,8 @@
-"""Named pipelines: what they are, where they come from, and how they are checked.
+"""Named pipelines: what they are and how they are checked.
 
 A pipeline is an ordered list of steps; each step names an action and its params.
-The built-ins live in ``pipelines/specs/pipelines.toml`` beside this module; a user file
-(``load_pipelines(path)``, else ``PRODUCER_PIPELINES_FILE``) adds pipelines or
-replaces built-ins of the same name. The format and the template syntax are in
-``docs/pipelines.md``::
+Files of them are read by :mod:`pipelines.specs.loader`. The format and the template
+syntax are in ``docs/pipelines.md``::
 
     [pipelines.generate-extend]
     description = "a song, then more of it"
@@ -27,13 +25,10 @@ naming the pipeline, the step and the field.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.specs.refs import (
     KNOWN_ACTIONS,
@@ -47,9 +42,6 @@ from pipelines.specs.refs import (
 )
 from producer_client import ACTIONS, FieldError
 from workers.operations.params import CONTINUES_AT_END, NEEDS_AUDIO_ID
-
-BUILTIN_FILE = Path(__file__).with_name("pipelines.toml")
-"""The built-in pipelines, shipped with the package."""
 
 MAX_REPEAT = 10
 """Most copies of one step in a row (each copy is a paid call)."""
@@ -298,71 +290,3 @@ def _step_label(data: dict[str, Any], index: int) -> str:
     raw = steps[index] if isinstance(steps, list) and index < len(steps) else None
     name = raw.get("name") if isinstance(raw, dict) else None
     return str(name) if name else f"#{index + 1}"
-
-
-class _FileSettings(BaseSettings):
-    """Where the user's pipelines file is (``PRODUCER_PIPELINES_FILE``)."""
-
-    model_config = SettingsConfigDict(env_prefix="PRODUCER_", extra="ignore")
-
-    pipelines_file: Path | None = None
-
-
-def load_pipelines(path: Path | None = None) -> dict[str, PipelineSpec]:
-    """The built-in pipelines, plus (and overridden by) the user's file.
-
-    The user's file is ``path``, else ``PRODUCER_PIPELINES_FILE`` when set. Raises
-    :class:`PipelineSpecError` naming the file, pipeline, step and field of every problem.
-    """
-    specs = read_pipelines_file(BUILTIN_FILE)
-    user = path if path is not None else _FileSettings().pipelines_file
-    if user is not None:
-        specs.update(read_pipelines_file(Path(user)))
-    return specs
-
-
-def get_pipeline(name: str, path: Path | None = None) -> PipelineSpec:
-    """The pipeline called ``name``; :class:`UnknownPipelineError` lists the known ones."""
-    specs = load_pipelines(path)
-    try:
-        return specs[name]
-    except KeyError:
-        raise UnknownPipelineError(name, sorted(specs)) from None
-
-
-def read_pipelines_file(path: Path) -> dict[str, PipelineSpec]:
-    """Parse and validate one pipelines file (``[pipelines.NAME]`` tables)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PipelineSpecError([f"{path}: cannot read the pipelines file: {exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PipelineSpecError([f"{path}: invalid TOML: {exc}"]) from None
-    return _parse_tables(path, data)
-
-
-def _parse_tables(path: Path, data: dict[str, Any]) -> dict[str, PipelineSpec]:
-    extra = sorted(set(data) - {"pipelines"})
-    tables = data.get("pipelines")
-    if extra or not isinstance(tables, dict):
-        raise PipelineSpecError([f"{path}: a pipelines file holds only [pipelines.NAME] tables"
-                                 + (f" (unexpected: {', '.join(extra)})" if extra else "")])
-    specs: dict[str, PipelineSpec] = {}
-    problems: list[str] = []
-    for name, table in tables.items():
-        try:
-            specs[name] = _parse_table(name, table)
-        except PipelineSpecError as exc:
-            problems.extend(f"{line} (in {path})" for line in exc.problems)
-    if problems:
-        raise PipelineSpecError(problems)
-    return specs
-
-
-def _parse_table(name: str, table: Any) -> PipelineSpec:
-    if not isinstance(table, dict):
-        raise PipelineSpecError([f"pipeline {name!r}: must be a table ([pipelines.{name}])"])
-    if "name" in table:
-        raise PipelineSpecError([f"{where(name, None, 'field', 'name')}: the table's key is "
-                                 "the pipeline's name; do not set name"])
-    return PipelineSpec(name=name, **table)

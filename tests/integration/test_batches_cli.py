@@ -121,7 +121,7 @@ def test_submit_status_results_and_a_zero_call_resubmit(
 
 
 def _spec(name: str) -> Any:
-    from pipelines.specs.spec import get_pipeline
+    from pipelines.specs.loader import get_pipeline
 
     return get_pipeline(name)
 

@@ -16,7 +16,7 @@ import redis
 import pipelines.batches.tasks  # registers row_done / row_failed before the worker starts
 from pipelines.batches.state import BatchState
 from pipelines.batches.submit import submit_batch
-from pipelines.specs.spec import get_pipeline
+from pipelines.specs.loader import get_pipeline
 from tests.integration.fleet import fast_emulator_config, fleet
 
 ROWS = 36

@@ -21,8 +21,9 @@ from celery import chain
 from celery.backends.asynchronous import AsyncBackendMixin
 
 from pipelines.specs.canvas import build_row_canvas, calls_per_row, validate_row
+from pipelines.specs.loader import load_pipelines
 from pipelines.specs.refs import StepRef
-from pipelines.specs.spec import PipelineSpec, load_pipelines
+from pipelines.specs.spec import PipelineSpec
 from tests.integration.fleet import Fleet, check_artifacts, fleet
 from workers.ledger import State, step_key
 from workers.tasks.audios import generate, stems

@@ -13,7 +13,7 @@ import redis
 from pipelines.batches.state import BatchState, part_key, record_key
 from pipelines.batches.submit import BatchIdError, submit_batch, validate_batch_id
 from pipelines.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY
-from pipelines.specs.spec import get_pipeline
+from pipelines.specs.loader import get_pipeline
 from workers.storage import ArtifactStore
 
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"

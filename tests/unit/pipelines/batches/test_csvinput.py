@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.batches.submit import SubmitReport, check_csv
-from pipelines.specs.spec import PipelineSpec, get_pipeline
+from pipelines.specs.loader import get_pipeline
+from pipelines.specs.spec import PipelineSpec
 
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"
 GOOD = "a warm lo-fi beat,Rainy,FUZZ-2.0,true,1001,0.3,more rain\n"

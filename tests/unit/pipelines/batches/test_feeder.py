@@ -20,7 +20,7 @@ from celery.canvas import Signature
 from pipelines.batches.feeder import BatchInfo, Feeder, paid_since, row_step_keys
 from pipelines.batches.state import Admission, BatchState
 from pipelines.batches.submit import cancel_batch, retry_failed, submit_batch
-from pipelines.specs.spec import get_pipeline
+from pipelines.specs.loader import get_pipeline
 from pipelines.spend.guard import PriceTable, SpendGuard
 from workers.app import app
 from workers.ledger import Ledger, step_key

@@ -12,7 +12,7 @@ import redis
 from pipelines.batches.manifest import MANIFEST_CSV_FIELDS, build_manifest, write_manifest
 from pipelines.batches.state import BatchState
 from pipelines.batches.submit import submit_batch
-from pipelines.specs.spec import get_pipeline
+from pipelines.specs.loader import get_pipeline
 from workers.ledger import Ledger, step_key
 from workers.storage import ArtifactStore
 

@@ -11,7 +11,8 @@ from celery import chord, group
 from celery.canvas import Signature, _chain
 
 from pipelines.specs.canvas import RowError, build_row_canvas, calls_per_row, validate_row
-from pipelines.specs.spec import PipelineSpec, get_pipeline
+from pipelines.specs.loader import get_pipeline
+from pipelines.specs.spec import PipelineSpec
 from workers.ledger import step_key
 
 EXAMPLES_CSV = Path(__file__).resolve().parents[4] / "examples" / "prompts.csv"

@@ -16,7 +16,8 @@ from celery import chord, group
 from celery.canvas import Signature, _chain
 
 from pipelines.specs.canvas import build_row_canvas
-from pipelines.specs.spec import PipelineSpec, get_pipeline
+from pipelines.specs.loader import get_pipeline
+from pipelines.specs.spec import PipelineSpec
 from workers.operations.errors import StepFailed
 from workers.operations.params import complete_params, resolve_refs
 from workers.operations.results import (

@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
+from pipelines.specs.loader import BUILTIN_FILE, get_pipeline, load_pipelines, read_pipelines_file
 from pipelines.specs.spec import (
-    BUILTIN_FILE,
     MAX_REPEAT,
     PipelineSpec,
     PipelineSpecError,
     StepSpec,
     UnknownPipelineError,
-    get_pipeline,
-    load_pipelines,
-    read_pipelines_file,
 )
+from workers.settings import Settings
 
 EXAMPLES_CSV = Path(__file__).resolve().parents[4] / "examples" / "prompts.csv"
 REQUIRED_BUILTINS = {
@@ -179,9 +177,12 @@ def test_user_file_overrides_and_extends_builtins(tmp_path: Path) -> None:
 
 
 def test_user_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The environment is read once at the edge (Settings) and the path passed down.
     monkeypatch.setenv("PRODUCER_PIPELINES_FILE", str(write(tmp_path, USER)))
-    assert "mine" in load_pipelines()
-    assert get_pipeline("mine").steps[1].name == "export"
+    path = Settings().pipelines_file
+    assert "mine" in load_pipelines(path)
+    assert get_pipeline("mine", path).steps[1].name == "export"
+    assert "mine" not in load_pipelines()  # nothing below the edge reads the environment
     other = write(tmp_path, USER.replace("pipelines.mine", "pipelines.other"), "other.toml")
     assert set(load_pipelines(other)) - set(load_pipelines(BUILTIN_FILE)) == {"other"}
 

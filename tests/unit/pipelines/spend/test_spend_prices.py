@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.specs.canvas import calls_per_row
-from pipelines.specs.spec import PipelineSpec, StepSpec, get_pipeline, load_pipelines
+from pipelines.specs.loader import get_pipeline, load_pipelines
+from pipelines.specs.spec import PipelineSpec, StepSpec
 from pipelines.spend.guard import (
     ACTIONS,
     PriceTable,
