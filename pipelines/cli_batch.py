@@ -21,19 +21,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pipelines.batches.cancel import cancel_batch
+from pipelines.batches.failures import retry_failed
 from pipelines.batches.state import FINAL_STATUSES, BatchState
 from pipelines.batches.status import batch_status, list_statuses, render_list, render_status
-from pipelines.batches.submit import (
-    BatchIdError,
-    SubmitReport,
-    cancel_batch,
-    check_csv,
-    retry_failed,
-    submit_batch,
-)
+from pipelines.batches.submit import BatchIdError, SubmitReport, check_csv, submit_batch
 from pipelines.specs.loader import get_pipeline
 from pipelines.specs.spec import PipelineSpec, PipelineSpecError, UnknownPipelineError
-from pipelines.spend.guard import PriceTable, PriceTableError, estimate
+from pipelines.spend.estimate import estimate
+from pipelines.spend.prices import PriceTable, PriceTableError
 from workers.settings import Settings, get_settings
 
 err = Console(stderr=True)
@@ -153,7 +149,8 @@ def _submit_or_check(source: str, spec: PipelineSpec, settings: Settings, *,
         if resume and batch_id and BatchState(client).record(batch_id) is None:
             raise fail(f"no batch {batch_id} to resume")
         return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                            skip_invalid=skip_invalid, max_spend=max_spend)
+                            skip_invalid=skip_invalid, max_spend=max_spend,
+                            prices=PriceTable.load(settings.prices_file))
     except BatchIdError as exc:
         raise fail(str(exc)) from None
 
@@ -286,7 +283,9 @@ def cancel(
     from workers.app import app
 
     try:
-        new_status = cancel_batch(redis_client(get_settings()), app, batch_id, abandon=abandon)
+        settings = get_settings()
+        new_status = cancel_batch(redis_client(settings), app, batch_id, abandon=abandon,
+                                  prices=PriceTable.load(settings.prices_file))
     except KeyError:
         raise fail(f"no batch {batch_id}") from None
     typer.echo(f"batch {batch_id}: {new_status}")

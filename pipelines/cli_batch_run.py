@@ -110,13 +110,15 @@ def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bo
             skip_invalid: bool, cap: float | None) -> Any:
     from pipelines.batches.state import BatchState
     from pipelines.batches.submit import BatchIdError, submit_batch
+    from pipelines.spend.prices import PriceTable
 
     client = stack.services.redis
     if resume and batch_id and BatchState(client).record(batch_id) is None:
         raise fail(f"no batch {batch_id} to resume (is REDIS_URL the one it ran on?)")
     try:
         return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                            skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store)
+                            skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store,
+                            prices=PriceTable.load(stack.services.settings.prices_file))
     except BatchIdError as exc:
         raise fail(str(exc)) from None
 

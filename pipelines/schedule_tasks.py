@@ -58,6 +58,7 @@ from pipelines.schedules import (
 )
 from pipelines.specs.canvas import RowError
 from pipelines.specs.loader import get_pipeline
+from pipelines.spend.prices import PriceTable
 from workers.app import app
 from workers.constants import KEY_PREFIX
 from workers.runtime import get_services
@@ -289,6 +290,7 @@ def batch_submitter(client: redis.Redis, store: ArtifactStore | None = None) -> 
             pipeline=get_pipeline(spec.pipeline, get_settings().pipelines_file),
             batch_id=batch_id, skip_invalid=spec.skip_invalid, max_spend=spec.max_spend,
             store=store, origin="schedule",
+            prices=PriceTable.load(get_settings().prices_file),
         )
 
     return submit

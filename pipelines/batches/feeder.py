@@ -8,15 +8,15 @@ override). Each admission takes the next batch of the shared rotation
 round-robin whichever feeder (the ``feeder`` service, a worker finishing a row, the
 ``run`` command) asks. Per row:
 
-1. ``batch_admit.lua`` atomically picks the row (requeued rows first, then the cursor),
+1. ``scripts/batch_admit.lua`` atomically picks the row (requeued rows first, then the cursor),
    marks it running and puts it in the window: no two feeders admit a row twice;
 2. the row's estimated cost is reserved (:class:`~pipelines.spend.SpendGuard`); a
    refusal gives the row back and pauses the batch (``paused``, reason ``batch_cap`` or
    ``global_cap``), retried every :data:`~pipelines.constants.BATCH_PAUSE_RETRY_S`;
 3. the row's canvas is built and published with ``producer.batch.row_done`` at its end
-   and ``producer.batch.row_failed`` as its errback; their tasks record the row once
-   (``batch_finish.lua``), settle its spend with the cost of the steps that succeeded,
-   and feed again at once.
+   and ``producer.batch.row_failed`` as its errback (:mod:`pipelines.batches.tasks`);
+   they record the row once (``scripts/batch_finish.lua``), settle its spend
+   (:mod:`pipelines.batches.settle`) and feed again at once.
 
 Task ids are deterministic (``<batch>:<row>:<step>:<attempt>``), so ``cancel --abandon``
 can revoke the steps a row has not reached without storing anything. A row admitted
@@ -28,27 +28,29 @@ canvas that would pause on the earlier one's continuation.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import redis
 import structlog
 from celery import Celery
-from celery.canvas import Signature, _chain, chord, group
+from celery.canvas import Signature
 
-from pipelines.batches.state import Admission, BatchState, Held, record_key
+from pipelines.batches.admission import Admission, NotAdmitted
+from pipelines.batches.ledger_reads import ledger_entries, row_step_keys
+from pipelines.batches.settle import settle_rows
+from pipelines.batches.stale import requeue_stale
+from pipelines.batches.state import BatchInfo, BatchState, record_key
 from pipelines.constants import BATCH_DEFER_S, BATCH_PAUSE_RETRY_S, BATCH_WINDOW_PER_SLOT
-from pipelines.specs.canvas import build_row_canvas
-from pipelines.specs.spec import PipelineSpec
-from pipelines.spend.guard import PriceTable, SpendGuard
+from pipelines.specs.canvas import assign_task_ids, build_row_canvas, finish_row_canvas, task_id
+from pipelines.spend.guard import SpendGuard
+from pipelines.spend.prices import PriceTable
 from workers.completion.continuations import ContinuationStore
-from workers.constants import LEDGER_PREFIX
-from workers.ledger import LedgerEntry, State, step_key
+from workers.ledger import State
 from workers.ratelimit import Limiter
+
+__all__ = ["ROW_DONE_TASK", "ROW_FAILED_TASK", "Feeder"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,79 +58,6 @@ ROW_DONE_TASK = "producer.batch.row_done"
 ROW_FAILED_TASK = "producer.batch.row_failed"
 
 _MAX_PER_CALL = 500  # one feed_once never holds its caller longer than this many rows
-_CLOCK_SLACK_S = 0.5
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    """What feeding a batch needs from its record and never changes (cached per id).
-
-    A batch id keeps its pipeline and rows for life (another CSV under the same id is
-    refused), so this is read once; the spend cap, which may change, is not here.
-    """
-
-    spec: PipelineSpec
-    columns: list[str]
-    plan: list[tuple[str, str]]
-    row_cost: float
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, str]) -> BatchInfo:
-        """Parse a batch record (see :mod:`pipelines.batches.state`)."""
-        return cls(
-            spec=PipelineSpec.model_validate_json(record["spec"]),
-            columns=json.loads(record["columns"]),
-            plan=[(str(s), str(a)) for s, a in json.loads(record["plan"])],
-            row_cost=float(record.get("row_cost", "0")),
-        )
-
-
-def task_id(batch_id: str, row: int, step: str, attempt: int) -> str:
-    """The Celery task id of one step of one admission of a row."""
-    return f"{batch_id}:{row}:{step}:{attempt}"
-
-
-def row_step_keys(batch_id: str, row: int, plan: list[tuple[str, str]]) -> list[str]:
-    """The ledger keys of a row's steps."""
-    return [step_key(batch_id, row, step) for step, _ in plan]
-
-
-def ledger_entries(client: redis.Redis, keys: list[str]) -> list[LedgerEntry | None]:
-    """Several ledger entries in one round trip."""
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(LEDGER_PREFIX + key)
-    raws = pipe.execute()
-    return [LedgerEntry.from_mapping(k, r) if r else None for k, r in zip(keys, raws, strict=True)]
-
-
-def paid_since(entries: list[LedgerEntry | None], plan: list[tuple[str, str]],
-               since: float, prices: PriceTable) -> float:
-    """Cost of the steps that succeeded at or after ``since`` (the provider bills those)."""
-    total = 0.0
-    for entry, (_, action) in zip(entries, plan, strict=True):
-        done = entry is not None and entry.state is State.DONE
-        if done and entry is not None and (entry.finished_at or 0.0) >= since - _CLOCK_SLACK_S:
-            total += prices.call_cost(action)
-    return round(total, 6)
-
-
-def settle_rows(client: redis.Redis, batch_id: str, ended: list[Held],
-                prices: PriceTable | None = None) -> None:
-    """Settle the spend holds of admissions that ended, from what the ledger says was paid."""
-    record = BatchState(client).record(batch_id)
-    if record is None or not ended:
-        return
-    plan = BatchInfo.from_record(record).plan
-    prices = prices or PriceTable.load()
-    guard = SpendGuard(client)
-    for held in ended:
-        entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
-        actual = paid_since(entries, plan, held.admitted_at, prices)
-        if actual > 0:
-            guard.settle(batch_id, held.spend_key, actual=actual)
-        else:
-            guard.release(batch_id, held.spend_key)
 
 
 class Feeder:
@@ -136,14 +65,14 @@ class Feeder:
 
     def __init__(
         self, client: redis.Redis, app: Celery, *, limiter: Limiter, token_id: str,
-        prices: PriceTable | None = None, global_cap: float | None = None,
+        prices: PriceTable, global_cap: float | None = None,
         window: int | None = None, pause_retry_s: float = BATCH_PAUSE_RETRY_S,
     ) -> None:
         self.state = BatchState(client)
         self.app = app
         self.limiter = limiter
         self.token_id = token_id
-        self.prices = prices or PriceTable.load()
+        self.prices = prices
         self.guard = SpendGuard(client)
         self.continuations = ContinuationStore(client)
         self.global_cap = global_cap
@@ -174,7 +103,7 @@ class Feeder:
             if batch_id is None:
                 break
             outcome = self.state.admit(batch_id, window)
-            if outcome == -1:  # raced another feeder to the last place: keep the turn
+            if outcome is NotAdmitted.WINDOW_FULL:  # raced another feeder: keep the turn
                 self.state.unrotate()
                 break
             if isinstance(outcome, Admission) and self._start(outcome):
@@ -253,13 +182,12 @@ class Feeder:
         """The row's canvas, ending in ``row_done``, with ``row_failed`` as its errback."""
         values = dict(zip(info.columns, adm.cells, strict=True))
         canvas = build_row_canvas(info.spec, values, batch_id=adm.batch_id, row=adm.row)
-        _assign_ids(canvas, adm)
+        assign_task_ids(canvas, adm.batch_id, adm.row, adm.attempt)
         where = {"batch_id": adm.batch_id, "row": adm.row, "attempt": adm.attempt}
         done = self.app.signature(ROW_DONE_TASK, kwargs=where).set(
             task_id=task_id(adm.batch_id, adm.row, "row_done", adm.attempt))
-        full: Signature = canvas | done
-        full.link_error(self.app.signature(ROW_FAILED_TASK, kwargs=where))
-        return full
+        return finish_row_canvas(canvas, done=done,
+                                 failed=self.app.signature(ROW_FAILED_TASK, kwargs=where))
 
     def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.5,
             stale_after_s: float | None = None) -> None:
@@ -268,8 +196,6 @@ class Feeder:
         With ``stale_after_s``, rows that stopped moving that long are admitted again
         (:mod:`pipelines.batches.stale`), checked every quarter of it.
         """
-        from pipelines.batches.stale import requeue_stale
-
         next_reap = time.monotonic()
         while not stop.is_set():
             try:
@@ -293,67 +219,3 @@ class Feeder:
         if recorded:
             self.feed_once()
         return recorded
-
-
-def _assign_ids(canvas: Signature, adm: Admission) -> None:
-    """Give every step of the row its deterministic task id (see the module docstring)."""
-    if isinstance(canvas, list | tuple | _chain | group):
-        for task in canvas if isinstance(canvas, list | tuple) else canvas.tasks:
-            _assign_ids(task, adm)
-        return
-    if isinstance(canvas, chord):
-        _assign_ids(canvas.tasks, adm)
-        _assign_ids(canvas.body, adm)
-        return
-    step = str((canvas.kwargs.get("context") or {}).get("step") or canvas.task)
-    canvas.set(task_id=task_id(adm.batch_id, adm.row, step, adm.attempt))
-
-
-def revoke_unstarted(client: redis.Redis, app: Celery, batch_id: str,
-                     ended: list[Held], plan: list[tuple[str, str]]) -> int:
-    """Revoke what abandoned admissions would run after the step they are at.
-
-    The row's current step (the first not done, with its copies) is never revoked: it
-    may be starting this instant, and its ``collect`` runs under the step's own task
-    id, so a revoked id would discard the collect and leave the step waiting (and its
-    in-flight slot held). Later steps cannot start before the current one's
-    generation has finished, long after the revoke reached the workers.
-    """
-    ids: list[str] = []
-    levels = _levels(plan)
-    for held in ended:
-        entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
-        current = next((levels[i] for i, e in enumerate(entries)
-                        if e is None or e.state is not State.DONE), len(plan))
-        ids.extend(task_id(batch_id, held.row, step, held.attempt)
-                   for (step, _), level in zip(plan, levels, strict=True) if level > current)
-        ids.append(task_id(batch_id, held.row, "row_done", held.attempt))
-    if ids:
-        app.control.revoke(ids)
-    return len(ids)
-
-
-def _levels(plan: list[tuple[str, str]]) -> list[int]:
-    """The pipeline step index of each plan entry (copies ``NAME#k`` share their step's)."""
-    levels: list[int] = []
-    previous = None
-    for step, _ in plan:
-        base = step.split("#", 1)[0]
-        levels.append(len(levels) and levels[-1] + (base != previous))
-        previous = base
-    return levels
-
-
-def failure_of(client: redis.Redis, batch_id: str, row: int, plan: list[tuple[str, str]],
-               exc: Any = None) -> dict[str, str]:
-    """The failure to record for a row: the ledger's failed step, else the exception."""
-    entries = ledger_entries(client, row_step_keys(batch_id, row, plan))
-    for (step, _), entry in zip(plan, entries, strict=True):
-        if entry is not None and entry.state is State.FAILED:
-            return {"step": step, "code": entry.error_code or "failed",
-                    "message": entry.error_message or "step failed"}
-    step = next((s for (s, _), e in zip(plan, entries, strict=True)
-                 if e is None or e.state is not State.DONE), "?")
-    code = str(getattr(exc, "code", None) or (type(exc).__name__ if exc else "failed"))
-    message = str(getattr(exc, "message", None) or exc or "the row's canvas failed")
-    return {"step": step, "code": code, "message": message}

@@ -24,8 +24,8 @@ from typing import Any
 
 import redis
 
-from pipelines.batches.feeder import BatchInfo, ledger_entries, row_step_keys
-from pipelines.batches.state import FINAL_STATUSES, BatchState
+from pipelines.batches.ledger_reads import ledger_entries, row_step_keys
+from pipelines.batches.state import FINAL_STATUSES, BatchInfo, BatchState
 from workers.ledger import State
 from workers.storage import ArtifactStore
 

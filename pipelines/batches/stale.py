@@ -13,21 +13,38 @@ and its last finished step is older than ``stale_after_s`` too.
 
 from __future__ import annotations
 
-from pipelines.batches.feeder import Feeder, ledger_entries, row_step_keys, settle_rows
-from pipelines.batches.state import text
+from typing import Protocol
+
+from pipelines.batches.ledger_reads import ledger_entries, row_step_keys
+from pipelines.batches.settle import settle_rows
+from pipelines.batches.state import BatchInfo, BatchState, text
 from pipelines.constants import BATCH_WINDOW_KEY
+from pipelines.spend.prices import PriceTable
 from workers.ledger import LedgerEntry, State
+
+__all__ = ["BatchRows", "redis_now", "requeue_stale"]
 
 _SCAN_LIMIT = 200
 
 
-def redis_now(feeder: Feeder) -> float:
+class BatchRows(Protocol):
+    """What the stale check needs of a feeder (:class:`~pipelines.batches.feeder.Feeder`)."""
+
+    state: BatchState
+    prices: PriceTable
+
+    def info(self, batch_id: str) -> BatchInfo | None:
+        """The batch's unchanging facts (plan ...), None if it does not exist."""
+        ...
+
+
+def redis_now(feeder: BatchRows) -> float:
     """Redis's clock (admissions and the ledger use it too)."""
     seconds, micros = feeder.state.redis.time()
     return float(seconds) + float(micros) / 1e6
 
 
-def requeue_stale(feeder: Feeder, stale_after_s: float) -> int:
+def requeue_stale(feeder: BatchRows, stale_after_s: float) -> int:
     """Let stale rows be admitted again; returns how many."""
     now = redis_now(feeder)
     old = feeder.state.redis.zrangebyscore(BATCH_WINDOW_KEY, "-inf", now - stale_after_s,
@@ -43,7 +60,7 @@ def requeue_stale(feeder: Feeder, stale_after_s: float) -> int:
     return count
 
 
-def _is_stale(feeder: Feeder, batch_id: str, row: int, before: float) -> bool:
+def _is_stale(feeder: BatchRows, batch_id: str, row: int, before: float) -> bool:
     info = feeder.info(batch_id)
     if info is None:
         return False

@@ -19,7 +19,7 @@ braces, so one batch's keys share a Redis Cluster slot)::
     producer:batch:_config         hash    "window": runtime override of the window
 
 Every move of a row (admit, finish, requeue, resume, cancel) is one Lua script over
-these keys (``batch_*.lua``), so any number of feeders and workers agree and the
+these keys (``scripts/batch_*.lua``), so any number of feeders and workers agree and the
 counters always equal the state string.
 """
 
@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 
+from pipelines.batches.admission import Admission, NotAdmitted, decode_admit
 from pipelines.constants import (
     BATCH_ACTIVE_KEY,
     BATCH_CONFIG_KEY,
@@ -41,6 +42,7 @@ from pipelines.constants import (
     BATCH_PREFIX,
     BATCH_WINDOW_KEY,
 )
+from pipelines.specs.spec import PipelineSpec
 
 STATES = ("pending", "running", "done", "failed", "cancelled")
 """Row states, as counted in the record."""
@@ -87,19 +89,27 @@ def text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Admission:
-    """A row the feeder may run now."""
+class BatchInfo:
+    """What feeding a batch needs from its record and never changes (cached per id).
 
-    batch_id: str
-    row: int
-    attempt: int
-    cells: list[str]
-    admitted_at: float
+    A batch id keeps its pipeline and rows for life (another CSV under the same id is
+    refused), so this is read once; the spend cap, which may change, is not here.
+    """
 
-    @property
-    def spend_key(self) -> str:
-        """The spend hold of this attempt (a retried row reserves afresh)."""
-        return f"row-{self.row}/attempt-{self.attempt}"
+    spec: PipelineSpec
+    columns: list[str]
+    plan: list[tuple[str, str]]
+    row_cost: float
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, str]) -> BatchInfo:
+        """Parse a batch record (see the layout above)."""
+        return cls(
+            spec=PipelineSpec.model_validate_json(record["spec"]),
+            columns=json.loads(record["columns"]),
+            plan=[(str(s), str(a)) for s, a in json.loads(record["plan"])],
+            row_cost=float(record.get("row_cost", "0")),
+        )
 
 
 @dataclass(frozen=True)
@@ -175,19 +185,11 @@ class BatchState:
         else:
             self.redis.hset(BATCH_CONFIG_KEY, "window", str(window))
 
-    def admit(self, batch_id: str, window: int) -> Admission | int:
-        """Admit the next row of ``batch_id``: an :class:`Admission`, or a code.
-
-        Codes: 0 nothing (more) to feed from this batch, -1 the window is full,
-        2 not now (paused, or still scanning a long run of finished rows).
-        """
+    def admit(self, batch_id: str, window: int) -> Admission | NotAdmitted:
+        """Admit the next row of ``batch_id``: an :class:`Admission`, or why not."""
         reply = self._admit(keys=_script_keys(batch_id),
                             args=[batch_id, window, _SCAN_CHUNK, _SCAN_BUDGET])
-        if int(reply[0]) != 1:
-            return int(reply[0])
-        _, row, attempt, cells, stamp = reply
-        return Admission(batch_id, int(row), int(attempt), json.loads(text(cells)),
-                         float(text(stamp)))
+        return decode_admit(batch_id, reply)
 
     def finish(self, batch_id: str, row: int, *, failure: Mapping[str, str] | None = None
                ) -> tuple[bool, Held | None]:

@@ -29,17 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
-from celery import Celery
-from celery.canvas import Signature, _chain, chord, group
 
 from pipelines.batches.csvinput import CsvBatchReader, CsvFormatError, CsvRecord, open_lines
-from pipelines.batches.feeder import BatchInfo, revoke_unstarted, row_step_keys, settle_rows
+from pipelines.batches.settle import settle_rows
 from pipelines.batches.state import FINAL_STATUSES, BatchState, part_key, record_key
 from pipelines.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY, BATCH_STAGING_TTL_S
-from pipelines.specs.canvas import RowError, build_row_canvas, validate_row
+from pipelines.specs.canvas import RowError, build_row_canvas, step_plan, validate_row
 from pipelines.specs.spec import PipelineSpec
-from pipelines.spend.guard import PriceTable
-from workers.ledger import Ledger
+from pipelines.spend.prices import PriceTable
 from workers.storage import ArtifactStore
 
 __all__ = [
@@ -47,12 +44,10 @@ __all__ = [
     "BatchIdError",
     "RejectedRow",
     "SubmitReport",
-    "cancel_batch",
     "check_csv",
     "new_batch_id",
+    "new_round",
     "resume_batch",
-    "retry_failed",
-    "step_plan",
     "submit_batch",
     "validate_batch_id",
 ]
@@ -108,19 +103,6 @@ def validate_batch_id(batch_id: str) -> str:
     return batch_id
 
 
-def step_plan(canvas: Signature) -> list[tuple[str, str]]:
-    """``(step, action)`` of every step task in ``canvas``, in order (copies included)."""
-    if isinstance(canvas, list | tuple):  # a chord's header
-        return [pair for task in canvas for pair in step_plan(task)]
-    if isinstance(canvas, _chain | group):
-        return [pair for task in canvas.tasks for pair in step_plan(task)]
-    if isinstance(canvas, chord):
-        return [*step_plan(canvas.tasks), *step_plan(canvas.body)]
-    action = str(canvas.task).removeprefix("producer.")
-    context = canvas.kwargs.get("context") or {}
-    return [(str(context.get("step") or action), action)]
-
-
 @dataclass
 class _Collected:
     """Rows accepted so far (encoded cells), problems, duplicates and the digest."""
@@ -164,10 +146,13 @@ class _Collected:
 
 def submit_batch(
     redis_client: redis.Redis, *, source: str, pipeline: PipelineSpec,
-    batch_id: str | None = None, skip_invalid: bool = False, max_spend: float | None = None,
-    store: ArtifactStore | None = None, origin: str = "cli",
+    prices: PriceTable, batch_id: str | None = None, skip_invalid: bool = False,
+    max_spend: float | None = None, store: ArtifactStore | None = None, origin: str = "cli",
 ) -> SubmitReport:
     """Validate ``source`` (a path, or a URL in ``store``) for ``pipeline`` and queue it.
+
+    ``prices`` gives the row cost recorded for spend reservations (and settles what a
+    resume ends).
 
     Bad input never raises: the report's ``refused`` says why nothing was written and
     ``errors`` lists every problem (row 0 = the file itself). Raises
@@ -176,7 +161,7 @@ def submit_batch(
     report, collected = check_csv(source, pipeline, batch_id=batch_id,
                                   skip_invalid=skip_invalid, store=store)
     if report.refused is None:
-        _write_or_resume(BatchState(redis_client), report, collected, pipeline,
+        _write_or_resume(BatchState(redis_client), report, collected, pipeline, prices,
                          source=source, max_spend=max_spend, origin=origin)
     return report
 
@@ -216,13 +201,13 @@ def _fill_report(
 
 
 def _write_or_resume(
-    state: BatchState, report: SubmitReport, collected: _Collected, spec: PipelineSpec, *,
-    source: str, max_spend: float | None, origin: str,
+    state: BatchState, report: SubmitReport, collected: _Collected, spec: PipelineSpec,
+    prices: PriceTable, *, source: str, max_spend: float | None, origin: str,
 ) -> None:
     digest = collected.digest(spec, report.columns)
     existing = state.record(report.batch_id)
     if existing is None:
-        _write(state, report.batch_id, collected, spec, report.columns, digest=digest,
+        _write(state, report.batch_id, collected, spec, report.columns, prices, digest=digest,
                source=source, max_spend=max_spend, origin=origin)
         return
     if existing.get("digest") != digest:
@@ -231,18 +216,22 @@ def _write_or_resume(
         raise BatchIdError(f"batch {report.batch_id} already exists with {what}; use another "
                            "--batch-id, or the same CSV and pipeline to resume it")
     report.resumed = True
-    report.status = resume_batch(state, report.batch_id, max_spend=max_spend)
+    report.status = resume_batch(state, report.batch_id, prices=prices, max_spend=max_spend)
 
 
-def resume_batch(state: BatchState, batch_id: str, *, max_spend: float | None = None) -> str:
-    """Run again what is not done in ``batch_id``; returns its status afterwards."""
+def resume_batch(state: BatchState, batch_id: str, *, prices: PriceTable,
+                 max_spend: float | None = None) -> str:
+    """Run again what is not done in ``batch_id``; returns its status afterwards.
+
+    Rows that were running are ended first; their spend is settled at ``prices``.
+    """
     if max_spend is not None:
         state.redis.hset(record_key(batch_id), "max_spend", repr(max_spend))
     before = (state.record(batch_id) or {}).get("status")
     status, ended = state.resume(batch_id)
     new_round(state, batch_id, before, status)
     if ended:
-        settle_rows(state.redis, batch_id, ended)
+        settle_rows(state.redis, batch_id, ended, prices)
     return status
 
 
@@ -254,7 +243,8 @@ def new_round(state: BatchState, batch_id: str, before: str | None, after: str) 
 
 def _write(
     state: BatchState, batch_id: str, collected: _Collected, spec: PipelineSpec,
-    columns: list[str], *, digest: str, source: str, max_spend: float | None, origin: str,
+    columns: list[str], prices: PriceTable, *, digest: str, source: str,
+    max_spend: float | None, origin: str,
 ) -> None:
     """Rows first (under a TTL), then the record in one transaction that keeps them."""
     client = state.redis
@@ -269,7 +259,7 @@ def _write(
     states = bytearray(b"x" * (last + 1))
     for row in collected.cells:
         states[row] = ord("p")
-    fields = _record_fields(batch_id, collected, spec, columns, digest, source, origin)
+    fields = _record_fields(batch_id, collected, spec, columns, prices, digest, source, origin)
     if max_spend is not None:
         fields["max_spend"] = repr(max_spend)
     pipe = client.pipeline(transaction=True)
@@ -294,12 +284,11 @@ def _chunks(cells: dict[int, bytes]) -> Iterator[dict[str, bytes]]:
 
 def _record_fields(
     batch_id: str, collected: _Collected, spec: PipelineSpec, columns: list[str],
-    digest: str, source: str, origin: str,
+    prices: PriceTable, digest: str, source: str, origin: str,
 ) -> dict[str, str]:
     first_row = min(collected.cells)
     assert collected.first is not None  # there is an accepted row
     plan = step_plan(build_row_canvas(spec, collected.first, batch_id=batch_id, row=first_row))
-    prices = PriceTable.load()
     return {
         "id": batch_id, "pipeline": spec.name, "spec": spec.model_dump_json(),
         "plan": json.dumps(plan), "columns": json.dumps(columns), "source": source,
@@ -310,46 +299,3 @@ def _record_fields(
         "cursor": "0", "admissions": "0", "pending": str(len(collected.cells)),
         "running": "0", "done": "0", "failed": "0", "cancelled": "0",
     }
-
-
-
-def retry_failed(client: redis.Redis, batch_id: str) -> int:
-    """Run the failed rows of ``batch_id`` again; returns how many were requeued.
-
-    Only the failed steps' ledger records are forgotten, so the new attempt makes
-    a new call for those and finds the row's done steps already paid for.
-    """
-    state = BatchState(client)
-    record = state.record(batch_id)
-    if record is None:
-        raise KeyError(batch_id)
-    plan = BatchInfo.from_record(record).plan
-    ledger = Ledger(client)
-    rows = state.rows_in(batch_id, "f")
-    for row in rows:
-        for key in row_step_keys(batch_id, row, plan):
-            ledger.reset_failed(key)
-    status = record.get("status", "")
-    for start in range(0, len(rows), _WRITE_CHUNK_ROWS):
-        after = state.retry(batch_id, rows[start:start + _WRITE_CHUNK_ROWS])
-        new_round(state, batch_id, status, after)
-        status = after
-    return len(rows)
-
-
-def cancel_batch(client: redis.Redis, app: Celery, batch_id: str, *, abandon: bool) -> str:
-    """Stop feeding ``batch_id``; returns its status (``cancelling`` until rows in flight end).
-
-    With ``abandon`` the running rows are cancelled at once: their steps that have not
-    started are revoked, their spend holds settled for what was already paid, and
-    their steps in flight at the provider finish unobserved (already paid for).
-    """
-    state = BatchState(client)
-    record = state.record(batch_id)
-    if record is None:
-        raise KeyError(batch_id)
-    status, ended = state.cancel(batch_id, abandon=abandon)
-    if ended:
-        revoke_unstarted(client, app, batch_id, ended, BatchInfo.from_record(record).plan)
-        settle_rows(client, batch_id, ended)
-    return status

@@ -22,8 +22,10 @@ import structlog
 from celery import Task
 from redis.exceptions import RedisError
 
-from pipelines.batches.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, BatchInfo, Feeder, failure_of
-from pipelines.spend.guard import PriceTable
+from pipelines.batches.failures import failure_of
+from pipelines.batches.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, Feeder
+from pipelines.batches.state import BatchInfo
+from pipelines.spend.prices import PriceTable
 from workers.app import app
 from workers.runtime import Services, get_services
 

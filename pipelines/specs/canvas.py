@@ -1,13 +1,14 @@
 """A pipeline plus one row: its validation, and the Celery canvas that runs it.
 
-This is the only place canvases are built. A row becomes a ``chain`` of step
+This is the only place canvases are built or walked. A row becomes a ``chain`` of step
 signatures (``producer.<action>`` tasks); a step with ``repeat = N`` becomes a
 ``group`` of N copies, which Celery turns, with the step after it, into a chord —
 that step then receives the list of the copies' results. Row templates are filled
 in here; step references stay ``{"$ref": "steps.NAME.FIELD"}`` markers that the
 worker resolves when the earlier step has run (``workers/operations/params.py``).
 
-Row-completion callbacks are not added here: the feeder links them.
+A batch row's canvas also gets deterministic task ids and its completion callbacks
+here (:func:`finish_row_canvas`); which callbacks, the feeder decides.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import chain, group
-from celery.canvas import Signature
+from celery.canvas import Signature, _chain, chord
 
 from pipelines.specs.refs import RowRef, StepRef, coerce_params
 from pipelines.specs.spec import PipelineSpec, check_step_values, with_implicit
@@ -171,3 +172,53 @@ def calls_per_row(spec: PipelineSpec) -> dict[str, int]:
     for step in spec.steps:
         counts[step.action] += step.repeat
     return dict(counts)
+
+
+def task_id(batch_id: str, row: int, step: str, attempt: int) -> str:
+    """The Celery task id of one step of one admission of a batch row."""
+    return f"{batch_id}:{row}:{step}:{attempt}"
+
+
+def step_plan(canvas: Signature) -> list[tuple[str, str]]:
+    """``(step, action)`` of every step task in ``canvas``, in order (copies included)."""
+    if isinstance(canvas, list | tuple):  # a chord's header
+        return [pair for task in canvas for pair in step_plan(task)]
+    if isinstance(canvas, _chain | group):
+        return [pair for task in canvas.tasks for pair in step_plan(task)]
+    if isinstance(canvas, chord):
+        return [*step_plan(canvas.tasks), *step_plan(canvas.body)]
+    action = str(canvas.task).removeprefix("producer.")
+    context = canvas.kwargs.get("context") or {}
+    return [(str(context.get("step") or action), action)]
+
+
+def plan_levels(plan: list[tuple[str, str]]) -> list[int]:
+    """The pipeline step index of each plan entry (copies ``NAME#k`` share their step's)."""
+    levels: list[int] = []
+    previous = None
+    for step, _ in plan:
+        base = step.split("#", 1)[0]
+        levels.append(len(levels) and levels[-1] + (base != previous))
+        previous = base
+    return levels
+
+
+def assign_task_ids(canvas: Signature, batch_id: str, row: int, attempt: int) -> None:
+    """Give every step of a row's canvas its deterministic :func:`task_id`."""
+    if isinstance(canvas, list | tuple | _chain | group):
+        for task in canvas if isinstance(canvas, list | tuple) else canvas.tasks:
+            assign_task_ids(task, batch_id, row, attempt)
+        return
+    if isinstance(canvas, chord):
+        assign_task_ids(canvas.tasks, batch_id, row, attempt)
+        assign_task_ids(canvas.body, batch_id, row, attempt)
+        return
+    step = str((canvas.kwargs.get("context") or {}).get("step") or canvas.task)
+    canvas.set(task_id=task_id(batch_id, row, step, attempt))
+
+
+def finish_row_canvas(canvas: Signature, *, done: Signature, failed: Signature) -> Signature:
+    """``canvas`` followed by ``done``, with ``failed`` as the errback of the whole."""
+    full: Signature = canvas | done
+    full.link_error(failed)
+    return full

@@ -1,4 +1,4 @@
-"""Spend control: a price table per action, caps per batch and for the fleet, dry-run estimates.
+"""Spend caps: reservations per batch and for the fleet, shared through one Redis.
 
 The provider bills every *successful* call (CONTRACT.md §8), so money is only safe if
 it is counted before it is spent. The protocol of a row (the feeder drives it)::
@@ -9,7 +9,7 @@ it is counted before it is spent. The protocol of a row (the feeder drives it)::
                                         succeeded (<= the estimate); the rest goes back
     release(batch, row key)             the row ended with nothing paid
 
-:meth:`SpendGuard.reserve` runs ``spend.lua`` (beside this module): one atomic script
+:meth:`SpendGuard.reserve` runs ``scripts/spend.lua``: one atomic script
 over the batch's counters and the fleet's, so ``spent + reserved <= cap`` holds for
 each batch and globally with any number of feeders, workers and batches. Every call is
 idempotent per ``(batch_id, key)``: a redelivered admission never counts twice.
@@ -21,273 +21,28 @@ micro-units of the price table's currency, so sums are exact)::
     producer:spend:batch:<batch_id>:holds  hash  key -> h<micro> | s<micro> | r
     producer:spend:global                  hash  spent, reserved, overrun, cap (runtime)
 
-Prices: :class:`PriceTable` loads ``prices.toml`` (beside this module; sources and
-guesses documented there) and overlays ``PRODUCER_PRICES_FILE``. More in ``docs/spend.md``.
+Prices are in :mod:`pipelines.spend.prices`, dry-run estimates in
+:mod:`pipelines.spend.estimate`. More in ``docs/spend.md``.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.constants import SPEND_GLOBAL_KEY, SPEND_MICROS_PER_UNIT, SPEND_PREFIX
-from producer_client import ACTIONS as AUDIO_ACTIONS
+from pipelines.constants import SPEND_GLOBAL_KEY, SPEND_PREFIX
+from pipelines.spend.prices import from_micro, to_micro
 from workers.logging import get_logger
-from workers.settings import get_settings
 
-if TYPE_CHECKING:  # only a type here: pricing reads steps' action, name and repeat
-    from pipelines.specs.spec import PipelineSpec
-
-__all__ = [
-    "ACTIONS",
-    "Estimate",
-    "EstimateLine",
-    "PriceTable",
-    "PriceTableError",
-    "SpendDecision",
-    "SpendGuard",
-    "SpendStatus",
-    "UnknownActionError",
-    "estimate",
-    "parse_amount",
-]
-
-# The 11 /producer/audios actions, then the quick endpoints (workers/operations/quick.py).
-ACTIONS: tuple[str, ...] = (*AUDIO_ACTIONS, "upload", "lyrics", "wav", "videos")
-USD, CREDITS = "USD", "credits"
-_CURRENCY_NAMES = {"usd": USD, "$": USD, "credit": CREDITS, "credits": CREDITS}
-_AMOUNT = re.compile(r"^\s*(\$)?\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)?\s*$")
+__all__ = ["SpendDecision", "SpendGuard", "SpendStatus", "batch_key", "holds_key"]
 
 SPEND_LUA = files("pipelines.spend").joinpath("scripts", "spend.lua").read_text(encoding="utf-8")
-_DEFAULT_PRICES = files("pipelines.spend").joinpath("prices.toml")
 
 log = get_logger(__name__)
-
-
-class PriceTableError(ValueError):
-    """The price table (built-in or a prices file) is invalid."""
-
-
-class UnknownActionError(PriceTableError):
-    """The action is not one of the API's actions, so it has no price."""
-
-
-def _currency(name: str) -> str:
-    """Normalise a currency name: USD ("usd", "$") or credits ("credit")."""
-    found = _CURRENCY_NAMES.get(name.strip().lower())
-    if found is None:
-        raise PriceTableError(f"unknown currency {name!r}: use 'USD' or 'credits'")
-    return found
-
-
-def parse_amount(text: str, default_currency: str) -> tuple[float, str]:
-    """Read ``"25"``, ``"25 USD"``, ``"$25"`` or ``"250 credits"`` as (amount, currency)."""
-    match = _AMOUNT.match(text)
-    if match is None:
-        raise PriceTableError(f"not an amount: {text!r} (e.g. '25 USD' or '250 credits')")
-    dollar, number, unit = match.groups()
-    if dollar and unit and _currency(unit) != USD:
-        raise PriceTableError(f"not an amount: {text!r} ($ and {unit})")
-    unit = unit or ("USD" if dollar else default_currency)
-    return float(number), _currency(unit)
-
-
-def to_micro(amount: float) -> int:
-    """An amount as integer micro-units (what Redis stores), refusing negatives and NaN."""
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"spend amounts are finite and >= 0, got {amount!r}")
-    return round(amount * SPEND_MICROS_PER_UNIT)
-
-
-def from_micro(micro: int) -> float:
-    """Integer micro-units back to an amount."""
-    return micro / SPEND_MICROS_PER_UNIT
-
-
-class PriceTable(BaseModel):
-    """Price of one successful call per action, in USD or credits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    currency: str = USD
-    prices: dict[str, float]
-    usd_per_credit: float = Field(default=0.095215, gt=0)
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        return _currency(value)
-
-    @field_validator("prices")
-    @classmethod
-    def _every_action_priced(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(ACTIONS))
-        if unknown:
-            raise ValueError(f"unknown actions {unknown}; the actions are {list(ACTIONS)}")
-        missing = [a for a in ACTIONS if a not in value]
-        if missing:
-            raise ValueError(f"no price for actions {missing}")
-        negative = sorted(a for a, p in value.items() if not (math.isfinite(p) and p >= 0))
-        if negative:
-            raise ValueError(f"prices must be finite and >= 0: {negative}")
-        return value
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> PriceTable:
-        """The built-in table, overlaid by ``path`` (else ``PRODUCER_PRICES_FILE``) if any."""
-        base = _read_toml(_DEFAULT_PRICES.read_text(encoding="utf-8"), "built-in prices.toml")
-        path = path or get_settings().prices_file
-        if path is None:
-            return cls._build(base, "built-in prices.toml")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PriceTableError(f"prices file {path}: {exc.strerror or exc}") from exc
-        override = _read_toml(text, str(path))
-        try:
-            merged = _overlay(base, override)
-        except PriceTableError as exc:
-            raise PriceTableError(f"{path}: {exc}") from None
-        return cls._build(merged, str(path))
-
-    @classmethod
-    def _build(cls, values: Mapping[str, Any], source: str) -> PriceTable:
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                for e in exc.errors())
-            raise PriceTableError(f"{source}: {details}") from None
-
-    def call_cost(self, action: str) -> float:
-        """Price of one successful call of ``action``."""
-        try:
-            return self.prices[action]
-        except KeyError:
-            raise UnknownActionError(
-                f"unknown action {action!r}; the actions are {list(ACTIONS)}"
-            ) from None
-
-    def row_cost(self, spec: PipelineSpec) -> float:
-        """Cost of one row of ``spec`` if every call succeeds (summed exactly in micro-units)."""
-        micro = sum(to_micro(self.call_cost(s.action)) * s.repeat for s in spec.steps)
-        return from_micro(micro)
-
-    def to_currency(self, amount: float, currency: str) -> float:
-        """``amount`` in this table's currency, expressed in ``currency``."""
-        return _convert(amount, self.currency, _currency(currency), self.usd_per_credit)
-
-    def from_currency(self, amount: float, currency: str) -> float:
-        """``amount`` in ``currency``, expressed in this table's currency."""
-        return _convert(amount, _currency(currency), self.currency, self.usd_per_credit)
-
-    def parse_cap(self, value: str | float | None) -> float | None:
-        """A cap (``"25 USD"``, ``"250 credits"``, a bare number) in this table's currency."""
-        if value is None or isinstance(value, int | float):
-            return None if value is None else float(value)
-        amount, currency = parse_amount(value, self.currency)
-        return self.from_currency(amount, currency)
-
-
-def _convert(amount: float, source: str, target: str, usd_per_credit: float) -> float:
-    if source == target:
-        return amount
-    return amount * usd_per_credit if source == CREDITS else amount / usd_per_credit
-
-
-def _read_toml(text: str, source: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PriceTableError(f"{source}: not valid TOML: {exc}") from None
-
-
-def _overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``; base prices are converted first if the currency changes."""
-    merged = {**base, **{k: v for k, v in override.items() if k != "prices"}}
-    source, target = _currency(str(base["currency"])), _currency(str(merged["currency"]))
-    rate = merged["usd_per_credit"]
-    if not isinstance(rate, int | float) or rate <= 0:
-        raise PriceTableError(f"usd_per_credit must be a number > 0, got {rate!r}")
-    prices = {a: _convert(float(p), source, target, float(rate))
-              for a, p in base["prices"].items()}
-    extra = override.get("prices", {})
-    if not isinstance(extra, dict):
-        raise PriceTableError("[prices] must be a table of action = price")
-    merged["prices"] = {**prices, **extra}
-    return merged
-
-
-@dataclass(frozen=True)
-class EstimateLine:
-    """One step of a dry run: its calls over all rows and their cost."""
-
-    step: str
-    action: str
-    calls: int
-    unit_price: float
-    cost: float
-
-
-ESTIMATE_HEADERS = ("step", "action", "calls", "unit price", "cost")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """What a batch would cost if every call succeeded (``--dry-run``)."""
-
-    rows: int
-    calls_per_step: dict[str, int]
-    calls_per_action: dict[str, int]
-    cost: float
-    currency: str
-    lines: tuple[EstimateLine, ...] = ()
-
-    @property
-    def calls(self) -> int:
-        """Calls in all."""
-        return sum(self.calls_per_step.values())
-
-    def table_rows(self) -> list[tuple[str, str, str, str, str]]:
-        """One row per step plus a total row, as text (columns: :data:`ESTIMATE_HEADERS`)."""
-        body = [(ln.step, ln.action, str(ln.calls), _money(ln.unit_price), _money(ln.cost))
-                for ln in self.lines]
-        return [*body, ("total", "", str(self.calls), "", f"{_money(self.cost)} {self.currency}")]
-
-    def summary(self) -> str:
-        """One line: rows, calls and the estimated cost."""
-        return (f"{self.rows} rows, {self.calls} calls, "
-                f"estimated cost {_money(self.cost)} {self.currency}")
-
-
-def _money(amount: float) -> str:
-    return f"{amount:.6f}".rstrip("0").rstrip(".")
-
-
-def estimate(spec: PipelineSpec, rows: int, prices: PriceTable) -> Estimate:
-    """Calls per step and per action, and the cost, of ``rows`` rows of ``spec``."""
-    if rows < 0:
-        raise ValueError(f"rows must be >= 0, got {rows}")
-    lines: list[EstimateLine] = []
-    per_step: dict[str, int] = {}
-    per_action: dict[str, int] = {}
-    for step in spec.steps:
-        calls, unit = step.repeat * rows, prices.call_cost(step.action)
-        lines.append(EstimateLine(step.name, step.action, calls, unit,
-                                  from_micro(to_micro(unit) * calls)))
-        per_step[step.name] = per_step.get(step.name, 0) + calls
-        per_action[step.action] = per_action.get(step.action, 0) + calls
-    total = sum(to_micro(ln.unit_price) * ln.calls for ln in lines)
-    return Estimate(rows, per_step, per_action, from_micro(total), prices.currency, tuple(lines))
 
 
 @dataclass(frozen=True)

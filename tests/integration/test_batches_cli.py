@@ -21,7 +21,7 @@ import pipelines.batches.tasks  # registers row_done / row_failed before the wor
 from pipelines.batches.state import BatchState
 from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
-from pipelines.spend.guard import PriceTable
+from pipelines.spend.prices import PriceTable
 from tests.integration.fleet import Fleet, fleet
 from workers.settings import get_settings
 

@@ -17,7 +17,10 @@ import pipelines.batches.tasks  # registers row_done / row_failed before the wor
 from pipelines.batches.state import BatchState
 from pipelines.batches.submit import submit_batch
 from pipelines.specs.loader import get_pipeline
+from pipelines.spend.prices import PriceTable
 from tests.integration.fleet import fast_emulator_config, fleet
+
+PRICES = PriceTable.load()  # the built-in table (no prices file in tests)
 
 ROWS = 36
 WINDOW = 4
@@ -43,7 +46,8 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
         client: redis.Redis = f.redis
         state = BatchState(client)
         state.set_window(WINDOW)
-        submit_batch(client, source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
+        submit_batch(client, prices=PRICES,
+                     source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
         feeder = pipelines.batches.tasks.feeder_for(f.services)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
@@ -54,7 +58,8 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
             while _done(state, "fair-a")[0] < 6:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            submit_batch(client, source=_csv(tmp_path, "b"), pipeline=spec, batch_id="fair-b")
+            submit_batch(client, prices=PRICES,
+                         source=_csv(tmp_path, "b"), pipeline=spec, batch_id="fair-b")
             start = (_done(state, "fair-a")[0], _done(state, "fair-b")[0])
             last = start
             # Both run while both still have rows waiting to be admitted.

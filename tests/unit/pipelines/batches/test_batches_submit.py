@@ -14,7 +14,10 @@ from pipelines.batches.state import BatchState, part_key, record_key
 from pipelines.batches.submit import BatchIdError, submit_batch, validate_batch_id
 from pipelines.constants import BATCH_ACTIVE_KEY, BATCH_INDEX_KEY
 from pipelines.specs.loader import get_pipeline
+from pipelines.spend.prices import PriceTable
 from workers.storage import ArtifactStore
+
+PRICES = PriceTable.load()  # the built-in table (no prices file in tests)
 
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"
 GES = get_pipeline("generate-extend-stems")
@@ -37,7 +40,8 @@ def keys(client: redis.Redis) -> set[str]:
 def test_submit_writes_the_record_rows_and_states_and_publishes_nothing(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    report = submit_batch(redis_client, source=write(tmp_path, [row(1), row(2)]), pipeline=GES,
+    report = submit_batch(redis_client, prices=PRICES,
+                          source=write(tmp_path, [row(1), row(2)]), pipeline=GES,
                           batch_id="b-test-1", max_spend=1.5)
     assert (report.batch_id, report.accepted, report.rejected, report.resumed) == (
         "b-test-1", 2, 0, False)
@@ -62,7 +66,7 @@ def test_submit_writes_the_record_rows_and_states_and_publishes_nothing(
 def test_a_refused_batch_writes_nothing(
     redis_client: redis.Redis, tmp_path: Path, rows: list[str]
 ) -> None:
-    report = submit_batch(redis_client, source=write(tmp_path, rows), pipeline=GES)
+    report = submit_batch(redis_client, prices=PRICES, source=write(tmp_path, rows), pipeline=GES)
     assert report.refused is not None and report.accepted == 0
     assert keys(redis_client) == set()
 
@@ -71,7 +75,8 @@ def test_skip_invalid_keeps_the_file_row_numbers(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     source = write(tmp_path, [row(1), row(2, model="FUZZ-9"), row(3)])
-    report = submit_batch(redis_client, source=source, pipeline=GES, batch_id="b-skip",
+    report = submit_batch(redis_client, prices=PRICES,
+                          source=source, pipeline=GES, batch_id="b-skip",
                           skip_invalid=True)
     assert (report.accepted, report.rejected, [r.row for r in report.rejected_rows]) == (2, 1, [2])
     assert redis_client.get(part_key("b-skip", "state")) == b"xpxp"
@@ -82,19 +87,21 @@ def test_same_id_and_csv_resumes_other_csv_or_pipeline_is_refused(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     source = write(tmp_path, [row(1), row(2)])
-    submit_batch(redis_client, source=source, pipeline=GES, batch_id="b-again")
+    submit_batch(redis_client, prices=PRICES, source=source, pipeline=GES, batch_id="b-again")
     state = BatchState(redis_client)
     state.finish("b-again", 1)  # as if row 1 had run (it is pending: counters still move)
-    again = submit_batch(redis_client, source=source, pipeline=GES, batch_id="b-again")
+    again = submit_batch(redis_client, prices=PRICES,
+                         source=source, pipeline=GES, batch_id="b-again")
     assert (again.resumed, again.accepted, again.status) == (True, 2, "queued")
     assert state.states("b-again") == b"xdp"
     other = write(tmp_path, [row(1), row(3)], "other.csv")
     with pytest.raises(BatchIdError, match="already exists with other rows"):
-        submit_batch(redis_client, source=other, pipeline=GES, batch_id="b-again")
+        submit_batch(redis_client, prices=PRICES, source=other, pipeline=GES, batch_id="b-again")
     plain = tmp_path / "plain.csv"
     plain.write_text("prompt\nsong number 1\n", encoding="utf-8")
     with pytest.raises(BatchIdError, match="already exists with pipeline generate-extend-stems"):
-        submit_batch(redis_client, source=str(plain), pipeline=get_pipeline("generate"),
+        submit_batch(redis_client, prices=PRICES,
+                     source=str(plain), pipeline=get_pipeline("generate"),
                      batch_id="b-again")
 
 
@@ -102,10 +109,11 @@ def test_a_finished_batch_resubmitted_stays_finished(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     source = write(tmp_path, [row(1)])
-    submit_batch(redis_client, source=source, pipeline=GES, batch_id="b-done")
+    submit_batch(redis_client, prices=PRICES, source=source, pipeline=GES, batch_id="b-done")
     state = BatchState(redis_client)
     assert state.finish("b-done", 1) == (True, None)
-    again = submit_batch(redis_client, source=source, pipeline=GES, batch_id="b-done")
+    again = submit_batch(redis_client, prices=PRICES,
+                         source=source, pipeline=GES, batch_id="b-done")
     assert (again.resumed, again.status) == (True, "finished")
     assert state.active() == []
 
@@ -119,7 +127,8 @@ def test_batch_ids_are_validated(bad: str) -> None:
 def test_a_csv_in_the_store_can_be_submitted(redis_client: redis.Redis) -> None:
     store = ArtifactStore.from_url("memory://")
     store.put_bytes("inputs/rows.csv", (HEADER + row(1)).encode(), content_type="text/csv")
-    report = submit_batch(redis_client, source=f"{store.url}/inputs/rows.csv", pipeline=GES,
+    report = submit_batch(redis_client, prices=PRICES,
+                          source=f"{store.url}/inputs/rows.csv", pipeline=GES,
                           store=store)
     assert (report.refused, report.accepted) == (None, 1)
 
@@ -132,7 +141,8 @@ def test_100k_rows_are_validated_and_written(redis_client: redis.Redis, tmp_path
         for i in range(1, 100_001):
             writer.writerow([f"a lo-fi beat number {i}", f"T{i}", "FUZZ-2.0", "true", str(i),
                              "0.3", "more rain"])
-    report = submit_batch(redis_client, source=str(path), pipeline=GES, batch_id="b-big")
+    report = submit_batch(redis_client, prices=PRICES,
+                          source=str(path), pipeline=GES, batch_id="b-big")
     assert (report.refused, report.accepted) == (None, 100_000)
     assert redis_client.hlen(part_key("b-big", "rows")) == 100_000
     assert redis_client.strlen(part_key("b-big", "state")) == 100_001

@@ -17,11 +17,17 @@ import redis
 from celery import Celery
 from celery.canvas import Signature
 
-from pipelines.batches.feeder import BatchInfo, Feeder, paid_since, row_step_keys
-from pipelines.batches.state import Admission, BatchState
-from pipelines.batches.submit import cancel_batch, retry_failed, submit_batch
+from pipelines.batches.admission import Admission
+from pipelines.batches.cancel import cancel_batch
+from pipelines.batches.failures import retry_failed
+from pipelines.batches.feeder import Feeder
+from pipelines.batches.ledger_reads import row_step_keys
+from pipelines.batches.settle import paid_since
+from pipelines.batches.state import BatchInfo, BatchState
+from pipelines.batches.submit import submit_batch
 from pipelines.specs.loader import get_pipeline
-from pipelines.spend.guard import PriceTable, SpendGuard
+from pipelines.spend.guard import SpendGuard
+from pipelines.spend.prices import PriceTable
 from workers.app import app
 from workers.ledger import Ledger, step_key
 from workers.ratelimit import Limiter, LimiterDefaults, MemoryBackend
@@ -29,6 +35,7 @@ from workers.ratelimit import Limiter, LimiterDefaults, MemoryBackend
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"
 GES = get_pipeline("generate-extend-stems")
 TOKEN = "tok"
+PRICES = PriceTable.load()  # the built-in table (no prices file in tests)
 
 
 class RecordingFeeder(Feeder):
@@ -36,6 +43,7 @@ class RecordingFeeder(Feeder):
 
     def __init__(self, client: redis.Redis, **kwargs: object) -> None:
         limiter = Limiter(MemoryBackend(), defaults=LimiterDefaults(max_in_flight=4))
+        kwargs.setdefault("prices", PRICES)
         super().__init__(client, app, limiter=limiter, token_id=TOKEN, **kwargs)  # type: ignore[arg-type]
         self.started: list[tuple[str, int]] = []
 
@@ -55,7 +63,8 @@ def make_batch(redis_client: redis.Redis, tmp_path: Path) -> Callable[..., str]:
         path = tmp_path / f"{batch_id}.csv"
         path.write_text(HEADER + "".join(f"song {i},T,FUZZ-2.0,true,{i},0.3,x\n"
                                          for i in range(1, rows + 1)), encoding="utf-8")
-        report = submit_batch(redis_client, source=str(path), pipeline=GES, batch_id=batch_id,
+        report = submit_batch(redis_client, prices=PRICES,
+                              source=str(path), pipeline=GES, batch_id=batch_id,
                               **kwargs)  # type: ignore[arg-type]
         assert report.accepted == rows
         return batch_id
@@ -168,13 +177,13 @@ def test_cancel_lets_rows_in_flight_finish_abandon_does_not(
     make_batch("b", 5)
     feeder = RecordingFeeder(redis_client, window=4)
     feeder.feed_once()
-    assert cancel_batch(redis_client, fake_app, "a", abandon=False) == "cancelling"
+    assert cancel_batch(redis_client, fake_app, "a", abandon=False, prices=PRICES) == "cancelling"
     feeder.row_ended("a", 1)
     assert [b for b, _ in feeder.started].count("a") == 2  # no new row of "a"
     feeder.row_ended("a", 2)
     state = BatchState(redis_client)
     assert (state.record("a") or {})["status"] == "cancelled"
-    assert cancel_batch(redis_client, fake_app, "b", abandon=True) == "cancelled"
+    assert cancel_batch(redis_client, fake_app, "b", abandon=True, prices=PRICES) == "cancelled"
     assert state.finish("b", 1)[0] is False  # late news of an abandoned row is ignored
     assert state.states("b") == b"xccccp" and state.in_window() == 0  # a's ends fed b
     # The steps after each row's current one are revoked, with its row_done; never the
@@ -190,8 +199,8 @@ def test_resume_runs_running_and_abandoned_rows_again(
     feeder = RecordingFeeder(redis_client, window=3)
     feeder.feed_once()
     feeder.row_ended("a", 1)  # row 4 goes out
-    cancel_batch(redis_client, FakeApp(), "a", abandon=True)  # type: ignore[arg-type]
-    again = submit_batch(redis_client, source=str(tmp_path / "a.csv"), pipeline=GES,
+    cancel_batch(redis_client, FakeApp(), "a", abandon=True, prices=PRICES)  # type: ignore[arg-type]
+    again = submit_batch(redis_client, prices=PRICES, source=str(tmp_path / "a.csv"), pipeline=GES,
                          batch_id="a")
     assert (again.resumed, again.status) == (True, "queued")
     state = BatchState(redis_client)
@@ -234,7 +243,7 @@ def test_spend_settles_what_succeeded_since_the_admission(redis_client: redis.Re
         ledger.reserve(step_key("z", 1, step), fingerprint=step, owner="t")
     ledger.mark_done(step_key("z", 1, "generate"), result={})
     ledger.mark_failed(step_key("z", 1, "extend"), code="x", message="y")
-    from pipelines.batches.feeder import ledger_entries
+    from pipelines.batches.ledger_reads import ledger_entries
 
     entries = ledger_entries(redis_client, row_step_keys("z", 1, plan))
     assert paid_since(entries, plan, since, prices) == prices.call_cost("generate")
@@ -290,15 +299,13 @@ def test_a_row_without_a_canvas_fails_and_a_refused_publish_pauses(
 
 
 def test_the_plan_and_task_ids_of_a_pipeline_with_copies() -> None:
-    from pipelines.batches.feeder import _assign_ids
-    from pipelines.batches.submit import step_plan
-    from pipelines.specs.canvas import build_row_canvas
+    from pipelines.specs.canvas import assign_task_ids, build_row_canvas, step_plan
 
     spec = get_pipeline("generate-variations")
     canvas = build_row_canvas(spec, {"prompt": "p"}, batch_id="v", row=3)
     assert step_plan(canvas) == [("generate", "generate"), ("variation#1", "variation"),
                                  ("variation#2", "variation"), ("stems", "stems")]
-    _assign_ids(canvas, Admission("v", 3, 7, ["p"], 0.0))
+    assign_task_ids(canvas, "v", 3, 7)
     ids: list[str] = []
 
     def walk(sig: object) -> None:

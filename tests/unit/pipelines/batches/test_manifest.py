@@ -13,8 +13,11 @@ from pipelines.batches.manifest import MANIFEST_CSV_FIELDS, build_manifest, writ
 from pipelines.batches.state import BatchState
 from pipelines.batches.submit import submit_batch
 from pipelines.specs.loader import get_pipeline
+from pipelines.spend.prices import PriceTable
 from workers.ledger import Ledger, step_key
 from workers.storage import ArtifactStore
+
+PRICES = PriceTable.load()  # the built-in table (no prices file in tests)
 
 SECRET = "sk-not-in-the-manifest"
 
@@ -35,7 +38,8 @@ def result(row: int, step: str) -> dict[str, object]:
 def make_batch(client: redis.Redis, tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text("prompt\nsong one\nsong two\nsong three\n", encoding="utf-8")
-    assert submit_batch(client, source=str(path), pipeline=get_pipeline("generate-extend-stems"),
+    assert submit_batch(client, prices=PRICES,
+                        source=str(path), pipeline=get_pipeline("generate-extend-stems"),
                         batch_id="b").accepted == 3
     ledger = Ledger(client)
     for row, steps in ((1, ("generate", "extend", "stems")), (2, ("generate",))):

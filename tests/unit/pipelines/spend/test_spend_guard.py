@@ -17,7 +17,8 @@ import redis
 from structlog.testing import capture_logs
 
 from pipelines.constants import SPEND_GLOBAL_KEY
-from pipelines.spend.guard import SpendDecision, SpendGuard, from_micro, to_micro
+from pipelines.spend.guard import SpendDecision, SpendGuard
+from pipelines.spend.prices import from_micro, to_micro
 
 ClientFactory = Callable[..., redis.Redis]
 

@@ -9,12 +9,12 @@ import pytest
 from pipelines.specs.canvas import calls_per_row
 from pipelines.specs.loader import get_pipeline, load_pipelines
 from pipelines.specs.spec import PipelineSpec, StepSpec
-from pipelines.spend.guard import (
+from pipelines.spend.estimate import estimate
+from pipelines.spend.prices import (
     ACTIONS,
     PriceTable,
     PriceTableError,
     UnknownActionError,
-    estimate,
     parse_amount,
 )
 from producer_client import ACTIONS as AUDIO_ACTIONS
@@ -65,7 +65,9 @@ def test_a_file_overrides_some_prices(tmp_path: Path) -> None:
 def test_the_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRODUCER_PRICES_FILE", str(write(tmp_path, "[prices]\nwav = 0.02\n")))
     get_settings.cache_clear()
-    assert PriceTable.load().call_cost("wav") == 0.02
+    # Read once at the edge (Settings) and passed down; the table never reads the environment.
+    assert PriceTable.load(get_settings().prices_file).call_cost("wav") == 0.02
+    assert PriceTable.load().call_cost("wav") != 0.02
     get_settings.cache_clear()
 
 
