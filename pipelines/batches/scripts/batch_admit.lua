@@ -1,14 +1,17 @@
 -- batch_admit.lua: admit the next row of one batch, if the window has room.
--- (KEYS and helpers: batch_common.lua.)
+-- Called by BatchState.admit (pipelines/batches/state.py); the reply is decoded once
+-- by pipelines/batches/admission.py (Admission | NotAdmitted).
 --
+-- KEYS[1..10] the batch's keys, in the order batch_common.lua lists them
+-- ARGV[1] batch id
 -- ARGV[2] window: most admitted-but-unfinished rows of all batches (rows)
--- ARGV[3] scan chunk: state bytes read per GETRANGE while looking for a pending row
--- ARGV[4] scan budget: state bytes looked at per call (bounds the script's run time)
+-- ARGV[3] scan chunk: state bytes read per GETRANGE while looking for a pending row (bytes)
+-- ARGV[4] scan budget: state bytes looked at per call (bytes; bounds the script's run time)
 --
 -- Order: waiting rows whose time has come, then rows in the requeue list (retried, or
 -- given back by a refused spend reservation), then the cursor's way through the state
 -- string.
--- Returns {1, row, attempt, cells JSON, admitted_at} admitted;
+-- Returns {1, row, attempt, cells JSON, admitted_at (epoch seconds, Redis clock)} admitted;
 --         {0, status} nothing (more) to feed from this batch: it left the active list;
 --         {-1} the window is full; {2} not now (paused, or the scan budget ran out).
 

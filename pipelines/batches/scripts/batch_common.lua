@@ -14,7 +14,8 @@
 -- KEYS[8] active list   producer:batch:_active       batches with rows to feed
 -- KEYS[9] window zset   producer:batch:_window       "<id>/<row>" -> admitted at
 -- KEYS[10] deferred zset producer:batch:{<id>}:deferred  row -> not before (epoch s)
--- ARGV[1] batch id; the rest is per script.
+-- ARGV[1] batch id; the rest is per script (see each script's header).
+-- Returns: nothing (a library); each script documents its own reply.
 -- Clock: Redis TIME (epoch seconds, microseconds), never a client's.
 
 local rec, st, rows, rq, run, errs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]

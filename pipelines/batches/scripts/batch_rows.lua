@@ -1,7 +1,8 @@
 -- batch_rows.lua: operations on many rows of one batch at once.
--- (KEYS and helpers: batch_common.lua.)
+-- Called by BatchState.unadmit/defer/retry/resume/cancel (pipelines/batches/state.py).
 --
--- ARGV[2] op, then per op:
+-- KEYS[1..10] the batch's keys, in the order batch_common.lua lists them
+-- ARGV[1] batch id; ARGV[2] op, then per op (ROW: a CSV row number; times in seconds):
 --   unadmit ROW REASON RETRY_S   a refused spend reservation: the row goes back to the
 --                                front of the queue, the batch pauses for RETRY_S seconds
 --   defer ROW SECONDS            the row waits (w) SECONDS before it is admitted again
@@ -10,8 +11,9 @@
 --                                restarts, counters are recounted from the state string
 --   cancel ABANDON               stop feeding; ABANDON '1' also marks running rows
 --                                cancelled (their late results are ignored)
--- Returns {status, running records JSON...} (the records of rows taken out of
--- "running", so the caller can settle their spend).
+-- Returns {status, running records JSON...}: the batch status afterwards ('missing' if
+-- there is no batch), then the {"row", "attempt", "at"} records of rows taken out of
+-- "running", so the caller can settle their spend.
 
 local op = ARGV[2]
 local taken = {}

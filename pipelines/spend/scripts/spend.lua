@@ -1,5 +1,5 @@
 -- spend.lua: reserve, settle or release one spend hold, atomically over a batch and the fleet.
--- Called only by pipelines/spend/guard.py (SpendGuard), which documents the protocol.
+-- Called only by SpendGuard (pipelines/spend/guard.py), which documents the protocol.
 --
 -- KEYS[1]  batch totals hash   producer:spend:batch:<batch_id>
 -- KEYS[2]  batch holds hash    producer:spend:batch:<batch_id>:holds
