@@ -296,28 +296,3 @@ def test_a_row_without_a_canvas_fails_and_a_refused_publish_pauses(
     assert (record["status"], record["paused_reason"]) == ("paused", "publish_failed")
     assert state.states("a") == b"xfp" and state.in_window() == 0
     assert SpendGuard(redis_client).status("a").reserved == 0
-
-
-def test_the_plan_and_task_ids_of_a_pipeline_with_copies() -> None:
-    from pipelines.specs.canvas import assign_task_ids, build_row_canvas, step_plan
-
-    spec = get_pipeline("generate-variations")
-    canvas = build_row_canvas(spec, {"prompt": "p"}, batch_id="v", row=3)
-    assert step_plan(canvas) == [("generate", "generate"), ("variation#1", "variation"),
-                                 ("variation#2", "variation"), ("stems", "stems")]
-    assign_task_ids(canvas, "v", 3, 7)
-    ids: list[str] = []
-
-    def walk(sig: object) -> None:
-        tasks = getattr(sig, "tasks", None)
-        body = getattr(sig, "body", None)
-        if isinstance(sig, list | tuple) or tasks is not None:
-            for task in (sig if isinstance(sig, list | tuple) else tasks):
-                walk(task)
-            if body is not None:
-                walk(body)
-        else:
-            ids.append(sig.options["task_id"])  # type: ignore[attr-defined]
-
-    walk(canvas)
-    assert ids == ["v:3:generate:7", "v:3:variation#1:7", "v:3:variation#2:7", "v:3:stems:7"]

@@ -10,7 +10,14 @@ import pytest
 from celery import chord, group
 from celery.canvas import Signature, _chain
 
-from pipelines.specs.canvas import RowError, build_row_canvas, calls_per_row, validate_row
+from pipelines.specs.canvas import (
+    RowError,
+    assign_task_ids,
+    build_row_canvas,
+    calls_per_row,
+    step_plan,
+    validate_row,
+)
 from pipelines.specs.loader import get_pipeline
 from pipelines.specs.spec import PipelineSpec
 from workers.ledger import step_key
@@ -242,3 +249,28 @@ def test_calls_per_row() -> None:
         {"name": "a", "action": "generate", "params": {"prompt": "x"}, "repeat": 3},
         {"name": "b", "action": "generate", "params": {"prompt": "y"}},
     ])) == {"generate": 4}
+
+
+def test_the_plan_and_task_ids_of_a_pipeline_with_copies() -> None:
+    from pipelines.specs.canvas import build_row_canvas
+
+    spec = get_pipeline("generate-variations")
+    canvas = build_row_canvas(spec, {"prompt": "p"}, batch_id="v", row=3)
+    assert step_plan(canvas) == [("generate", "generate"), ("variation#1", "variation"),
+                                 ("variation#2", "variation"), ("stems", "stems")]
+    assign_task_ids(canvas, "v", 3, 7)
+    ids: list[str] = []
+
+    def walk(sig: object) -> None:
+        tasks = getattr(sig, "tasks", None)
+        body = getattr(sig, "body", None)
+        if isinstance(sig, list | tuple) or tasks is not None:
+            for task in (sig if isinstance(sig, list | tuple) else tasks):
+                walk(task)
+            if body is not None:
+                walk(body)
+        else:
+            ids.append(sig.options["task_id"])  # type: ignore[attr-defined]
+
+    walk(canvas)
+    assert ids == ["v:3:generate:7", "v:3:variation#1:7", "v:3:variation#2:7", "v:3:stems:7"]
