@@ -28,13 +28,10 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipelines.specs.canvas import RowError
-
-if TYPE_CHECKING:
-    from pipelines.specs.spec import PipelineSpec
-    from workers.storage import ArtifactStore
+from pipelines.specs.spec import PipelineSpec
+from workers.storage import ArtifactStore
 
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
