@@ -283,7 +283,7 @@ def batch_id_for(spec: ScheduleSpec, fired_at: datetime) -> str:
 
 
 def batch_submitter(client: redis.Redis, store: ArtifactStore | None = None) -> Submitter:
-    """The real submitter: ``pipelines.batches.submit_batch`` on ``client``."""
+    """The real submitter: ``pipelines.batches.submit.submit_batch`` on ``client``."""
     def submit(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
         return submit_batch(
             client, source=spec.csv,

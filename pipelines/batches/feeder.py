@@ -10,7 +10,7 @@ round-robin whichever feeder (the ``feeder`` service, a worker finishing a row, 
 
 1. ``scripts/batch_admit.lua`` atomically picks the row (requeued rows first, then the cursor),
    marks it running and puts it in the window: no two feeders admit a row twice;
-2. the row's estimated cost is reserved (:class:`~pipelines.spend.SpendGuard`); a
+2. the row's estimated cost is reserved (:class:`~pipelines.spend.guard.SpendGuard`); a
    refusal gives the row back and pauses the batch (``paused``, reason ``batch_cap`` or
    ``global_cap``), retried every :data:`~pipelines.constants.BATCH_PAUSE_RETRY_S`;
 3. the row's canvas is built and published with ``producer.batch.row_done`` at its end
