@@ -101,8 +101,9 @@ def write_csv(path: Path, rows: int) -> None:
 
 def bench_submit(plan: Plan, tmp: Path) -> dict[str, Any]:
     """Seconds and Redis bytes to validate and record ``plan.submit_rows`` rows."""
-    from pipelines.batches import submit_batch
-    from pipelines.specs import get_pipeline
+    from pipelines.batches.submit import submit_batch
+    from pipelines.specs.loader import get_pipeline
+    from pipelines.spend.prices import PriceTable
 
     source = tmp / "submit.csv"
     write_csv(source, plan.submit_rows)
@@ -110,7 +111,8 @@ def bench_submit(plan: Plan, tmp: Path) -> dict[str, Any]:
         client = redis.Redis.from_url(server.url)
         before = int(client.info("memory")["used_memory"])
         started = time.perf_counter()
-        report = submit_batch(client, source=str(source), pipeline=get_pipeline(PIPELINE))
+        report = submit_batch(client, source=str(source), pipeline=get_pipeline(PIPELINE),
+                              prices=PriceTable.load(None))
         seconds = time.perf_counter() - started
         after = int(client.info("memory")["used_memory"])
         client.close()
@@ -178,9 +180,10 @@ def wait_for_worker(app: Celery, name: str, budget_s: float = 60.0) -> None:
 def run_ours(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
     """The batch through worker, poller and feeder processes; makespan from the record."""
     from pipelines.app import app
-    from pipelines.batches import submit_batch
-    from pipelines.batchstate import BatchState
-    from pipelines.specs import get_pipeline
+    from pipelines.batches.state import BatchState
+    from pipelines.batches.submit import submit_batch
+    from pipelines.specs.loader import get_pipeline
+    from pipelines.spend.prices import PriceTable
 
     source = tmp / "batch.csv"
     write_csv(source, plan.rows)
@@ -199,7 +202,7 @@ def run_ours(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
         time.sleep(3.0)  # the services are up (imports take ~2 s) before the clock starts
         client = redis.Redis.from_url(server.url)
         report = submit_batch(client, source=str(source), pipeline=get_pipeline(PIPELINE),
-                              batch_id="bench")
+                              batch_id="bench", prices=PriceTable.load(None))
         record = _wait_finished(BatchState(client), "bench", plan)
         phases = step_phases(client, plan.rows)
         client.close()

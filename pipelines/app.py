@@ -24,7 +24,7 @@ __all__ = ["TASK_MODULES", "app", "build_app"]
 TASK_MODULES = (
     "workers.tasks.audios",  # producer.<audio action> steps and producer.collect
     "workers.tasks.media",  # producer.upload / lyrics / wav / videos
-    "pipelines.batch_tasks",  # producer.batch.row_done / row_failed
+    "pipelines.batches.tasks",  # producer.batch.row_done / row_failed
     "pipelines.schedules.tasks",  # producer.schedule.fire
 )
 """Every module that registers tasks; a worker imports them all at start."""

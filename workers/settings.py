@@ -126,10 +126,17 @@ class Settings(BaseSettings):
             "times beat_max_interval_s, or a slow loop loses the lock."
         ),
     )
+    pipelines_file: Path | None = Field(
+        default=None,
+        description=(
+            "TOML file of your own pipelines, added to (or overriding) the built-ins "
+            "(pipelines/specs/pipelines.toml); the CLI's --pipelines wins over it."
+        ),
+    )
     prices_file: Path | None = Field(
         default=None,
         description=(
-            "TOML file overriding the built-in price table (pipelines/prices.toml): "
+            "TOML file overriding the built-in price table (pipelines/spend/prices.toml): "
             "currency, usd_per_credit and [prices] per action."
         ),
     )

@@ -19,10 +19,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pipelines.batches import BatchIdError
+from pipelines.batches.submit import BatchIdError
 from pipelines.schedules.spec import ScheduleConfigError
-from pipelines.specs import PipelineSpecError, UnknownPipelineError
-from pipelines.spend import PriceTableError
+from pipelines.specs.spec import PipelineSpecError, UnknownPipelineError
+from pipelines.spend.prices import PriceTableError
 from workers.runtime import ConfigurationError
 from workers.settings import Settings, get_settings
 

@@ -21,19 +21,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pipelines.batch_status import batch_status, list_statuses, render_list, render_status
-from pipelines.batches import (
-    SubmitReport,
-    cancel_batch,
-    check_csv,
-    retry_failed,
-    submit_batch,
-)
-from pipelines.batchstate import FINAL_STATUSES, BatchState
+from pipelines.batches.cancel import cancel_batch
+from pipelines.batches.failures import retry_failed
+from pipelines.batches.state import FINAL_STATUSES, BatchState
+from pipelines.batches.status import batch_status, list_statuses, render_list, render_status
+from pipelines.batches.submit import SubmitReport, check_csv, submit_batch
 from pipelines.cli._common import fail, settings
 from pipelines.cli._common import redis_client as open_redis
-from pipelines.specs import PipelineSpec, get_pipeline
-from pipelines.spend import PriceTable, estimate
+from pipelines.specs.loader import get_pipeline
+from pipelines.specs.spec import PipelineSpec
+from pipelines.spend.estimate import estimate
+from pipelines.spend.prices import PriceTable
 from workers.settings import Settings
 
 err = Console(stderr=True)
@@ -118,7 +116,7 @@ def submit(
 ) -> None:
     """Validate a CSV and queue it as a batch (or resume one); the feeder runs it."""
     config = settings()
-    spec = load_pipeline(pipeline, pipelines)
+    spec = load_pipeline(pipeline, pipelines or config.pipelines_file)
     report = _submit_or_check(csv_path, spec, config, batch_id=resume or batch_id,
                               resume=resume is not None, skip_invalid=skip_invalid,
                               max_spend=parse_spend(max_spend, config), dry_run=dry_run)
@@ -135,7 +133,8 @@ def _submit_or_check(source: str, spec: PipelineSpec, config: Settings, *,
     if resume and batch_id and BatchState(client).record(batch_id) is None:
         raise fail(f"no batch {batch_id} to resume")
     return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                        skip_invalid=skip_invalid, max_spend=max_spend)
+                        skip_invalid=skip_invalid, max_spend=max_spend,
+                        prices=PriceTable.load(config.prices_file))
 
 
 def finish_submit(report: SubmitReport, spec: PipelineSpec, config: Settings, *,
@@ -237,7 +236,7 @@ def results(
     store: Annotated[bool, typer.Option(help="Also write into the store once ended.")] = True,
 ) -> None:
     """Write the manifest (JSONL, CSV) and errors file locally and into the store."""
-    from pipelines.manifest import build_manifest, write_manifest
+    from pipelines.batches.manifest import build_manifest, write_manifest
     from workers.storage import ArtifactStore
 
     config = settings()
@@ -263,7 +262,9 @@ def cancel(
     from pipelines.app import app
 
     try:
-        new_status = cancel_batch(redis_client(settings()), app, batch_id, abandon=abandon)
+        config = settings()
+        new_status = cancel_batch(redis_client(config), app, batch_id, abandon=abandon,
+                                  prices=PriceTable.load(config.prices_file))
     except KeyError:
         raise fail(f"no batch {batch_id}") from None
     typer.echo(f"batch {batch_id}: {new_status}")
@@ -286,7 +287,7 @@ def feeder(
 ) -> None:
     """Feed batch rows to the workers as capacity allows (run one or more)."""
     from pipelines.app import app
-    from pipelines.batch_tasks import feeder_for
+    from pipelines.batches.tasks import feeder_for
     from pipelines.cli.services import _services, stop_on_signals
 
     svc = _services()
@@ -297,7 +298,7 @@ def feeder(
         feed.guard.set_global_cap(parse_spend(global_max_spend, svc.settings))
     stop = stop_on_signals()
     try:
-        # A row silent for two visibility timeouts lost its message (see pipelines.stale).
+        # A row silent for two visibility timeouts lost its message (see pipelines.batches.stale).
         feed.run(stop, stale_after_s=2.0 * svc.settings.visibility_timeout_s)
     finally:
         svc.close()

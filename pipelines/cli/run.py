@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.batch_status import batch_status, status_line
-from pipelines.batchstate import FINAL_STATUSES
+from pipelines.batches.state import FINAL_STATUSES
+from pipelines.batches.status import batch_status, status_line
 from pipelines.cli._common import fail, settings
 from pipelines.cli.batch import (
     PipelineOpt,
@@ -70,7 +70,7 @@ def run(
     config = settings()
     if out is not None:
         config = config.model_copy(update={"storage_url": f"file://{out.resolve()}"})
-    spec = load_pipeline(pipeline, pipelines)
+    spec = load_pipeline(pipeline, pipelines or config.pipelines_file)
     cap = parse_spend(max_spend, config)
     with _interrupts(), local_stack(config, time_scale=time_scale,
                                                    concurrency=concurrency) as stack:
@@ -107,20 +107,22 @@ def _interrupts() -> Iterator[None]:
 
 def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bool,
             skip_invalid: bool, cap: float | None) -> Any:
-    from pipelines.batches import submit_batch
-    from pipelines.batchstate import BatchState
+    from pipelines.batches.state import BatchState
+    from pipelines.batches.submit import submit_batch
+    from pipelines.spend.prices import PriceTable
 
     client = stack.services.redis
     if resume and batch_id and BatchState(client).record(batch_id) is None:
         raise fail(f"no batch {batch_id} to resume (is REDIS_URL the one it ran on?)")
     # A bad batch id (BatchIdError) exits 2 through handle_errors, after the stack stops.
     return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                        skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store)
+                        skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store,
+                        prices=PriceTable.load(stack.services.settings.prices_file))
 
 
 def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
     """Feed from a thread and show progress until the batch ends; returns its last status."""
-    from pipelines.batch_tasks import feeder_for
+    from pipelines.batches.tasks import feeder_for
 
     feeder = feeder_for(stack.services, stack.app)
     stop = threading.Event()
@@ -162,7 +164,7 @@ def _status(client: Any, batch_id: str) -> dict[str, Any]:
 
 
 def _write_manifest(stack: Any, batch_id: str) -> dict[str, str]:
-    from pipelines.manifest import build_manifest, write_manifest
+    from pipelines.batches.manifest import build_manifest, write_manifest
 
     return write_manifest(build_manifest(stack.services.redis, batch_id), None,
                           stack.services.store)

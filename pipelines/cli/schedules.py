@@ -119,8 +119,9 @@ def add(
               "skip_invalid": skip_invalid, "enabled": not disabled}
     # An invalid schedule (ScheduleConfigError) exits 2 through handle_errors.
     spec = build_spec(**values)
-    validate_pipelines([spec])
-    with _store(settings()) as store:
+    config = settings()
+    validate_pipelines([spec], config.pipelines_file)
+    with _store(config) as store:
         action = store.put(spec)
         next_run = _iso(store.next_run(spec)) or "-"
     typer.echo(f"{action} schedule {name}: {spec.when}, next run {next_run}")
@@ -147,7 +148,7 @@ def run_now(name: str) -> None:
         # A CSV given as a storage URL is read from the configured artifact store.
         artifacts = ArtifactStore.from_settings(config)
         run = fire_schedule(store, name, fired_at=datetime.now(UTC), origin="run-now",
-                            submit=schedule_tasks.batch_submitter(store.redis, artifacts))
+                            submit=schedule_tasks.batch_submitter(store.redis, config, artifacts))
     if run is None:
         raise fail(f"schedule {name!r} was removed meanwhile", 1)
     _report_run(run)
@@ -172,7 +173,7 @@ def sync(
     if path is None:
         raise fail("give --file or set PRODUCER_SCHEDULES_FILE")
     with _store(config) as store:
-        report = sync_file(store, path)
+        report = sync_file(store, path, pipelines_file=config.pipelines_file)
     for action in ("created", "updated", "unchanged", "removed"):
         names = getattr(report, action)
         typer.echo(f"{action}: {', '.join(names) if names else '-'}")

@@ -75,7 +75,8 @@ class BeatHooks:
         client = redis.Redis.from_url(settings.redis_url)
         store = ScheduleStore(client, settings)
         try:
-            report = sync_file(store, Path(settings.schedules_file))
+            report = sync_file(store, Path(settings.schedules_file),
+                                   pipelines_file=settings.pipelines_file)
             log.info("schedules_synced", file=settings.schedules_file, created=report.created,
                      updated=report.updated, removed=report.removed)
         except ScheduleConfigError as exc:

@@ -85,7 +85,7 @@ class ScheduleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Key-safe name, part of batch ids.")
-    pipeline: str = Field(min_length=1, description="Pipeline name (pipelines/specs.py).")
+    pipeline: str = Field(min_length=1, description="Pipeline name (pipelines/specs/spec.py).")
     csv: str = Field(min_length=1, description="CSV of rows: an absolute path or storage URL.")
     cron: str | None = Field(default=None, description="5-field crontab expression.")
     every: int | None = Field(default=None, description="Interval in seconds.")
@@ -296,8 +296,9 @@ def _error_line(name: object, error: Any) -> str:
 
 
 def validate_pipelines(specs: Iterable[ScheduleSpec], path: Path | None = None) -> None:
-    """Check every spec names a known pipeline (built-ins plus ``path`` or the user's file)."""
-    from pipelines.specs import PipelineSpecError, UnknownPipelineError, load_pipelines
+    """Check every spec names a known pipeline (the built-ins plus the user's file ``path``)."""
+    from pipelines.specs.loader import load_pipelines
+    from pipelines.specs.spec import PipelineSpecError, UnknownPipelineError
 
     try:
         known = load_pipelines(path)

@@ -80,10 +80,10 @@ class SyncReport:
     removed: list[str] = field(default_factory=list)
 
 
-def sync_file(store: ScheduleStore, path: Path) -> SyncReport:
-    """Load ``path``, check its pipelines, and make the store match it."""
+def sync_file(store: ScheduleStore, path: Path, *, pipelines_file: Path | None) -> SyncReport:
+    """Load ``path``, check its pipelines (built-ins + ``pipelines_file``), sync the store."""
     specs = load_schedules(path)
-    validate_pipelines(specs)
+    validate_pipelines(specs, pipelines_file)
     return store.sync(specs)
 
 

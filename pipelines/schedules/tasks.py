@@ -17,14 +17,16 @@ import redis
 import structlog
 from celery import Task, shared_task
 
-from pipelines.batches import SubmitReport, submit_batch
-from pipelines.canvas import RowError
+from pipelines.batches.submit import SubmitReport, submit_batch
 from pipelines.constants import FIRED_AT_HEADER, SCHEDULE_RUN_ERRORS_KEPT
 from pipelines.schedules.spec import FIRE_TASK, ScheduleSpec, due_since
 from pipelines.schedules.store import RunRecord, ScheduleStore
-from pipelines.specs import get_pipeline
+from pipelines.specs.canvas import RowError
+from pipelines.specs.loader import get_pipeline
+from pipelines.spend.prices import PriceTable
 from workers.app import ProducerTask
 from workers.runtime import get_services
+from workers.settings import Settings
 from workers.storage import ArtifactStore
 
 log = structlog.get_logger(__name__)
@@ -45,13 +47,16 @@ def batch_id_for(spec: ScheduleSpec, fired_at: datetime) -> str:
     return f"s-{spec.name}-{slot}"
 
 
-def batch_submitter(client: redis.Redis, store: ArtifactStore | None = None) -> Submitter:
-    """The real submitter: ``pipelines.batches.submit_batch`` on ``client``."""
+def batch_submitter(
+    client: redis.Redis, settings: Settings, store: ArtifactStore | None = None
+) -> Submitter:
+    """The real submitter: ``submit_batch`` on ``client``, ``settings``' pipelines and prices."""
     def submit(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
         return submit_batch(
-            client, source=spec.csv, pipeline=get_pipeline(spec.pipeline), batch_id=batch_id,
-            skip_invalid=spec.skip_invalid, max_spend=spec.max_spend, store=store,
-            origin="schedule",
+            client, source=spec.csv,
+            pipeline=get_pipeline(spec.pipeline, settings.pipelines_file),
+            batch_id=batch_id, skip_invalid=spec.skip_invalid, max_spend=spec.max_spend,
+            store=store, origin="schedule", prices=PriceTable.load(settings.prices_file),
         )
 
     return submit
@@ -128,8 +133,8 @@ def _fire(self: Task, name: str) -> dict[str, Any] | None:
     services = get_services()
     store = ScheduleStore(services.redis, services.settings)
     try:
-        run = fire_schedule(store, name, fired_at=fired_at_of(self.request),
-                            submit=batch_submitter(services.redis, services.store))
+        submit = batch_submitter(services.redis, services.settings, services.store)
+        run = fire_schedule(store, name, fired_at=fired_at_of(self.request), submit=submit)
     finally:
         store.close()
     return None if run is None else run.model_dump(mode="json")

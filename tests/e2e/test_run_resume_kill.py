@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from pipelines.batchstate import BatchState
+from pipelines.batches.state import BatchState
 from producer_emulator import EmulatorConfig, EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[2]

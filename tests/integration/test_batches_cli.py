@@ -18,11 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
-import pipelines.batch_tasks
-from pipelines.batchstate import BatchState
+import pipelines.batches.tasks
+from pipelines.batches.state import BatchState
 from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
-from pipelines.spend import PriceTable
+from pipelines.spend.prices import PriceTable
 from tests.integration.fleet import Fleet, fleet
 from workers.settings import get_settings
 
@@ -42,7 +42,7 @@ def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
         mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage}")
         get_settings.cache_clear()
         _mount()
-        feeder = pipelines.batch_tasks.feeder_for(f.services, pipelines.app.app)
+        feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
                                   kwargs={"idle_sleep_s": 0.05}, daemon=True)
@@ -122,7 +122,7 @@ def test_submit_status_results_and_a_zero_call_resubmit(
 
 
 def _spec(name: str) -> Any:
-    from pipelines.specs import get_pipeline
+    from pipelines.specs.loader import get_pipeline
 
     return get_pipeline(name)
 

@@ -14,11 +14,14 @@ from pathlib import Path
 import redis
 
 import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
-import pipelines.batch_tasks
-from pipelines.batches import submit_batch
-from pipelines.batchstate import BatchState
-from pipelines.specs import get_pipeline
+import pipelines.batches.tasks
+from pipelines.batches.state import BatchState
+from pipelines.batches.submit import submit_batch
+from pipelines.specs.loader import get_pipeline
+from pipelines.spend.prices import PriceTable
 from tests.integration.fleet import fast_emulator_config, fleet
+
+PRICES = PriceTable.load()  # the built-in table (no prices file in tests)
 
 ROWS = 36
 WINDOW = 4
@@ -44,8 +47,9 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
         client: redis.Redis = f.redis
         state = BatchState(client)
         state.set_window(WINDOW)
-        submit_batch(client, source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
-        feeder = pipelines.batch_tasks.feeder_for(f.services, pipelines.app.app)
+        submit_batch(client, prices=PRICES,
+                     source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
+        feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
         stop = threading.Event()
         thread = threading.Thread(target=feeder.run, args=(stop,),
                                   kwargs={"idle_sleep_s": 0.05}, daemon=True)
@@ -55,7 +59,8 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
             while _done(state, "fair-a")[0] < 6:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            submit_batch(client, source=_csv(tmp_path, "b"), pipeline=spec, batch_id="fair-b")
+            submit_batch(client, prices=PRICES,
+                         source=_csv(tmp_path, "b"), pipeline=spec, batch_id="fair-b")
             start = (_done(state, "fair-a")[0], _done(state, "fair-b")[0])
             last = start
             # Both run while both still have rows waiting to be admitted.

@@ -32,7 +32,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 
 from pipelines.app import app
-from pipelines.batchstate import BatchState
+from pipelines.batches.state import BatchState
 from pipelines.constants import REDBEAT_LOCK_KEY
 from pipelines.schedules.spec import FIRE_TASK, build_spec
 from pipelines.schedules.store import RunRecord, ScheduleStore

@@ -22,7 +22,7 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from pipelines.app import TASK_MODULES, build_app
-from pipelines.feeder import ROW_DONE_TASK
+from pipelines.batches.feeder import ROW_DONE_TASK
 from workers.app import (
     MISSING_REDIS_MESSAGE,
     WRONG_ENTRY_MESSAGE,

@@ -2,7 +2,7 @@
 
 One fleet serves the module; every test uses its own batch id, so ledger keys
 (``batch/row/step``) never collide. Each row's canvas is built by
-:func:`pipelines.canvas.build_row_canvas` exactly as the feeder will, applied, and
+:func:`pipelines.specs.canvas.build_row_canvas` exactly as the feeder will, applied, and
 waited for; then every step's result is read back from the ledger and checked: every
 step ran once (one paid call per step copy at the emulator), step references got the
 referenced step's value, and ``outputs`` carries the history of the row.
@@ -20,9 +20,10 @@ import pytest
 from celery import chain
 from celery.backends.asynchronous import AsyncBackendMixin
 
-from pipelines.canvas import build_row_canvas, calls_per_row, validate_row
-from pipelines.refs import StepRef
-from pipelines.specs import PipelineSpec, load_pipelines
+from pipelines.specs.canvas import build_row_canvas, calls_per_row, validate_row
+from pipelines.specs.loader import load_pipelines
+from pipelines.specs.refs import StepRef
+from pipelines.specs.spec import PipelineSpec
 from tests.integration.fleet import Fleet, check_artifacts, fleet
 from workers.ledger import State, step_key
 from workers.tasks.audios import generate, stems

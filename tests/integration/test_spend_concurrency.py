@@ -18,7 +18,8 @@ from typing import Any
 
 import redis
 
-from pipelines.spend import SpendDecision, SpendGuard, from_micro, to_micro
+from pipelines.spend.guard import SpendDecision, SpendGuard
+from pipelines.spend.prices import from_micro, to_micro
 
 CAPS = {"batch-a": 3.0, "batch-b": 2.2}
 GLOBAL_CAP = 4.0

@@ -15,12 +15,12 @@ import structlog
 from typer.testing import CliRunner
 
 import pipelines.schedules.tasks as schedule_tasks
-from pipelines.batches import SubmitReport
-from pipelines.batchstate import BatchState
-from pipelines.canvas import RowError
+from pipelines.batches.state import BatchState
+from pipelines.batches.submit import SubmitReport
 from pipelines.cli import _mount, app
 from pipelines.schedules.spec import ScheduleSpec
 from pipelines.schedules.store import ScheduleStore
+from pipelines.specs.canvas import RowError
 from workers.settings import Settings, get_settings
 
 

@@ -13,12 +13,12 @@ from celery import Celery
 from celery.schedules import crontab, schedule
 from redbeat import RedBeatSchedulerEntry
 
-from pipelines.batches import BatchIdError, SubmitReport
-from pipelines.canvas import RowError
+from pipelines.batches.submit import BatchIdError, SubmitReport
 from pipelines.constants import REDBEAT_LOCK_KEY
 from pipelines.schedules.spec import FIRE_TASK, ScheduleSpec, beat_config, build_spec
 from pipelines.schedules.store import ScheduleStore
 from pipelines.schedules.tasks import fire_schedule
+from pipelines.specs.canvas import RowError
 from workers.settings import Settings
 
 NOW = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
