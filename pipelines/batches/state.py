@@ -7,7 +7,7 @@ braces, so one batch's keys share a Redis Cluster slot)::
                                            (pending running done failed cancelled),
                                            cursor, admissions, created/started/finished_at
     producer:batch:{id}:rows       hash    row -> JSON list of cells (column order)
-    producer:batch:{id}:state      string  one byte per row: p r d f c x (batch_common.lua)
+    producer:batch:{id}:state      string  one byte per row: p r d f c x (_batch_common.lua)
     producer:batch:{id}:requeue    list    rows to feed before the cursor's
     producer:batch:{id}:running    hash    row -> {"row", "attempt", "at"} of admitted rows
     producer:batch:{id}:errors     hash    row -> {"step", "code", "message"}
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 import redis
@@ -43,6 +42,7 @@ from pipelines.constants import (
     BATCH_WINDOW_KEY,
 )
 from pipelines.specs.spec import PipelineSpec
+from workers._redis import register_scripts
 
 STATES = ("pending", "running", "done", "failed", "cancelled")
 """Row states, as counted in the record."""
@@ -53,13 +53,6 @@ FINAL_STATUSES = frozenset({"finished", "cancelled"})
 _PARTS = ("state", "rows", "requeue", "running", "errors", "rate", "deferred")
 _SCAN_CHUNK = 4096
 _SCAN_BUDGET = 65536
-
-
-def _lua(name: str) -> str:
-    return files("pipelines.batches").joinpath("scripts", name).read_text(encoding="utf-8")
-
-
-_COMMON = _lua("batch_common.lua")
 
 
 def record_key(batch_id: str) -> str:
@@ -78,7 +71,7 @@ def batch_keys(batch_id: str) -> list[str]:
 
 
 def _script_keys(batch_id: str) -> list[str]:
-    """KEYS of every batch script, in the order batch_common.lua names them."""
+    """KEYS of every batch script, in the order _batch_common.lua names them."""
     head = [record_key(batch_id), *(part_key(batch_id, p) for p in _PARTS[:-1])]
     return [*head, BATCH_ACTIVE_KEY, BATCH_WINDOW_KEY, part_key(batch_id, "deferred")]
 
@@ -138,9 +131,11 @@ class BatchState:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._admit = client.register_script(_COMMON + _lua("batch_admit.lua"))
-        self._finish = client.register_script(_COMMON + _lua("batch_finish.lua"))
-        self._rows = client.register_script(_COMMON + _lua("batch_rows.lua"))
+        # Every batch script starts with the shared helpers of _batch_common.lua.
+        scripts = register_scripts(client, "pipelines.batches", prelude="_batch_common")
+        self._admit = scripts["batch_admit"]
+        self._finish = scripts["batch_finish"]
+        self._rows = scripts["batch_rows"]
 
     def record(self, batch_id: str) -> dict[str, str] | None:
         """The record of a batch as text, or None if there is none."""

@@ -29,18 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any, NamedTuple
 
 import redis
 
 from pipelines.constants import SPEND_GLOBAL_KEY, SPEND_PREFIX
 from pipelines.spend.prices import from_micro, to_micro
+from workers._redis import register_scripts
 from workers.logging import get_logger
 
 __all__ = ["SpendDecision", "SpendGuard", "SpendStatus", "batch_key", "holds_key"]
 
-SPEND_LUA = files("pipelines.spend").joinpath("scripts", "spend.lua").read_text(encoding="utf-8")
 
 log = get_logger(__name__)
 
@@ -127,7 +126,7 @@ class SpendGuard:
 
     def __init__(self, redis_client: redis.Redis) -> None:
         self._client = redis_client
-        self._script = redis_client.register_script(SPEND_LUA)
+        self._script = register_scripts(redis_client, "pipelines.spend")["spend"]
 
     def reserve(
         self, batch_id: str, key: str, amount: float, *,

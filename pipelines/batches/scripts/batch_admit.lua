@@ -2,7 +2,7 @@
 -- Called by BatchState.admit (pipelines/batches/state.py); the reply is decoded once
 -- by pipelines/batches/admission.py (Admission | NotAdmitted).
 --
--- KEYS[1..10] the batch's keys, in the order batch_common.lua lists them
+-- KEYS[1..10] the batch's keys, in the order _batch_common.lua lists them
 -- ARGV[1] batch id
 -- ARGV[2] window: most admitted-but-unfinished rows of all batches (rows)
 -- ARGV[3] scan chunk: state bytes read per GETRANGE while looking for a pending row (bytes)

@@ -1,7 +1,7 @@
 -- batch_finish.lua: a row ended (done or failed); record it once.
 -- Called by BatchState.finish (pipelines/batches/state.py).
 --
--- KEYS[1..10] the batch's keys, in the order batch_common.lua lists them
+-- KEYS[1..10] the batch's keys, in the order _batch_common.lua lists them
 -- ARGV[1] batch id; ARGV[2] row (its CSV number); ARGV[3] new state: 'd' done | 'f' failed
 -- ARGV[4] the failure as JSON {step, code, message} ('' for done)
 --

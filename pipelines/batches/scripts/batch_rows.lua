@@ -1,7 +1,7 @@
 -- batch_rows.lua: operations on many rows of one batch at once.
 -- Called by BatchState.unadmit/defer/retry/resume/cancel (pipelines/batches/state.py).
 --
--- KEYS[1..10] the batch's keys, in the order batch_common.lua lists them
+-- KEYS[1..10] the batch's keys, in the order _batch_common.lua lists them
 -- ARGV[1] batch id; ARGV[2] op, then per op (ROW: a CSV row number; times in seconds):
 --   unadmit ROW REASON RETRY_S   a refused spend reservation: the row goes back to the
 --                                front of the queue, the batch pauses for RETRY_S seconds

@@ -8,17 +8,20 @@ from pathlib import Path
 import fakeredis
 import pytest
 
+import pipelines
 import workers
 from workers._redis import register_scripts, script_names, script_text
 
-# Every workers package that runs Lua (the pipelines' packages join when they switch).
+# Every package that runs Lua, with its prelude.
 PACKAGES = {
     "workers.ledger": "_now",
     "workers.ratelimit": None,
     "workers.completion": None,
     "workers.operations": None,
+    "pipelines.batches": "_batch_common",
+    "pipelines.spend": None,
 }
-ROOT = Path(workers.__file__).parent
+ROOTS = (Path(workers.__file__).parent, Path(pipelines.__file__).parent)
 
 
 def _header(text: str) -> str:
@@ -32,11 +35,11 @@ def _header(text: str) -> str:
 
 
 def test_every_lua_file_lives_in_a_scripts_folder_of_a_loaded_package() -> None:
-    found = sorted(ROOT.rglob("*.lua"))
-    assert found, "no Lua scripts found under workers/"
+    found = sorted(path for root in ROOTS for path in root.rglob("*.lua"))
+    assert found, "no Lua scripts found"
     for path in found:
         assert path.parent.name == "scripts", f"{path} is not in a scripts/ folder"
-        package = ".".join(path.parent.parent.relative_to(ROOT.parent).parts)
+        package = ".".join(path.parent.parent.relative_to(ROOTS[0].parent).parts)
         assert package in PACKAGES, f"{path}: package {package} is not listed here"
         assert path.stem in script_names(package, include_preludes=True)
 
@@ -45,7 +48,7 @@ def test_every_lua_file_lives_in_a_scripts_folder_of_a_loaded_package() -> None:
 def test_every_script_has_a_header_naming_keys_argv_and_the_reply(package: str) -> None:
     for name in script_names(package, include_preludes=True):
         header = _header(script_text(package, name))
-        assert re.search(r"^-- KEYS\[1\]", header, re.M), f"{package}/{name}: no KEYS"
+        assert re.search(r"^-- KEYS\[1(\]|\.\.)", header, re.M), f"{package}/{name}: no KEYS"
         assert re.search(r"^-- ARGV", header, re.M), f"{package}/{name}: no ARGV"
         assert re.search(r"^-- Returns", header, re.M), f"{package}/{name}: no Returns"
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from pipelines.cli import _mount, app
 from pipelines.cli._common import ERROR_EXIT_CODES, fail, guard_all, guarded, handle_errors
 from pipelines.schedules.spec import ScheduleConfigError
-from pipelines.specs import UnknownPipelineError
+from pipelines.specs.spec import UnknownPipelineError
 from workers.runtime import ConfigurationError
 
 

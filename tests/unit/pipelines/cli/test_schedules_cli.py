@@ -31,7 +31,7 @@ class Submissions:
     calls: list[tuple[ScheduleSpec, str]] = field(default_factory=list)
     refuse: bool = False
 
-    def submitter(self, client: redis.Redis, store: Any = None) -> Any:
+    def submitter(self, client: redis.Redis, settings: Any, store: Any = None) -> Any:
         def submit(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
             self.calls.append((spec, batch_id))
             if self.refuse:

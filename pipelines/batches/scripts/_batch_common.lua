@@ -1,4 +1,4 @@
--- batch_common.lua: helpers prepended to every batch script (pipelines/batches/state.py).
+-- _batch_common.lua: helpers prepended to every batch script (pipelines/batches/state.py).
 --
 -- Every batch script gets the same KEYS, so the helpers can name them:
 -- KEYS[1] record hash   producer:batch:{<id>}        status, counters, cursor ...
@@ -17,6 +17,9 @@
 -- ARGV[1] batch id; the rest is per script (see each script's header).
 -- Returns: nothing (a library); each script documents its own reply.
 -- Clock: Redis TIME (epoch seconds, microseconds), never a client's.
+--
+-- ARGV: none of its own (each script that includes it documents its ARGV).
+-- Returns: nothing: it only defines locals for the script it is prepended to.
 
 local rec, st, rows, rq, run, errs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rate, active, win, deferred = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
