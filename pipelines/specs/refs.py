@@ -20,13 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from producer_client import ACTIONS, FieldError, ParamsValidationError, params_model_for
+from producer_client import FieldError, ParamsValidationError, params_model_for
+from workers.operations.actions import OUTPUT_FIELDS, action, quick_action
 from workers.operations.params import REF_KEY
-from workers.operations.quick import QUICK_ACTIONS
-from workers.operations.results import OUTPUT_FIELDS
-
-KNOWN_ACTIONS: tuple[str, ...] = (*ACTIONS, *QUICK_ACTIONS)
-"""Every action a step may name: the ``/producer/audios`` actions and the quick endpoints."""
 
 STEP_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _ROW = re.compile(r"^\{row\.(?P<column>[A-Za-z0-9_][A-Za-z0-9_.-]*)(?P<optional>\?)?\}$")
@@ -38,21 +34,11 @@ _TEMPLATE_HINTS = ("{row", "{step")
 
 # Valid stand-ins for a step reference, by the field it names: params are checked
 # before any step ran, and a real value of that kind must be accepted there.
-_PLACEHOLDERS: dict[str, Any] = {
+# (A test checks there is one for every field of the catalogue's OUTPUT_FIELDS.)
+PLACEHOLDERS: Mapping[str, Any] = {
     "audio_id": "00000000-0000-4000-8000-000000000000", "duration": 60.0, "title": "Title",
     "seed": "1", "model": "FUZZ-2.0", "api_task_id": "00000000-0000-4000-8000-000000000001",
     "lyric": "[Verse]\nla la la",
-}
-assert set(_PLACEHOLDERS) == set(OUTPUT_FIELDS)
-
-
-# Outputs a quick action's result never has (its reply carries no such field), so a
-# reference to one is refused when the pipeline is loaded, not when a row is paid for.
-MISSING_OUTPUTS: dict[str, frozenset[str]] = {
-    "lyrics": frozenset({"audio_id", "duration", "seed", "model"}),
-    "upload": frozenset({"duration", "title", "seed", "model"}),
-    "wav": frozenset({"duration", "seed", "model", "lyric"}),
-    "videos": frozenset({"duration", "title", "seed", "model", "lyric"}),
 }
 
 
@@ -87,7 +73,7 @@ class StepRef:
 
     def placeholder(self) -> Any:
         """A valid value of the kind this reference will produce, for validation."""
-        return _PLACEHOLDERS[self.field]
+        return PLACEHOLDERS[self.field]
 
 
 def parse_template(value: Any) -> RowRef | StepRef | None:
@@ -108,11 +94,11 @@ def parse_template(value: Any) -> RowRef | StepRef | None:
     return StepRef(steps["step"], steps["field"], copy)
 
 
-def param_names(action: str) -> frozenset[str]:
-    """The params ``action`` accepts."""
-    if action in QUICK_ACTIONS:
-        return frozenset({QUICK_ACTIONS[action][0]})
-    return frozenset(params_model_for(action).model_fields) - {"action"}
+def param_names(name: str) -> frozenset[str]:
+    """The params action ``name`` accepts."""
+    if action(name).is_quick:
+        return frozenset({str(quick_action(name).input_field)})
+    return frozenset(params_model_for(name).model_fields) - {"action"}
 
 
 def check_params(
@@ -126,20 +112,24 @@ def check_params(
     accepted = param_names(action)
     errors = [FieldError(name, "unknown field") for name in unknown if name not in accepted]
     known = {k: v for k, v in params.items() if k not in unknown}
-    found = _quick_errors(action, known) if action in QUICK_ACTIONS else _model_errors(
-        action, known)
+    found = (_quick_errors(action, known) if _is_quick(action)
+             else _model_errors(action, known))
     return errors + [e for e in found if e.field not in unknown]
 
 
 def coerce_params(action: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """``params`` converted to the types ``action`` expects (``"0.5"`` -> 0.5); None if invalid."""
-    if action in QUICK_ACTIONS:
+    if _is_quick(action):
         return dict(params)
     try:
         model = params_model_for(action)(**params)
     except ParamsValidationError:
         return None
     return model.model_dump(mode="json")
+
+
+def _is_quick(name: str) -> bool:
+    return action(name).is_quick
 
 
 def _model_errors(action: str, params: Mapping[str, Any]) -> list[FieldError]:
@@ -152,7 +142,7 @@ def _model_errors(action: str, params: Mapping[str, Any]) -> list[FieldError]:
 
 def _quick_errors(action: str, params: Mapping[str, Any]) -> list[FieldError]:
     """The worker's own checks of a quick call (``quick_body``), plus an http(s) upload URL."""
-    field = QUICK_ACTIONS[action][0]
+    field = str(quick_action(action).input_field)
     errors = [FieldError(name, "extra inputs are not permitted")
               for name in params if name != field]
     value = params.get(field)

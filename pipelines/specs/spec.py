@@ -31,8 +31,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.specs.refs import (
-    KNOWN_ACTIONS,
-    MISSING_OUTPUTS,
     STEP_NAME,
     RowRef,
     StepRef,
@@ -40,8 +38,9 @@ from pipelines.specs.refs import (
     check_params,
     parse_template,
 )
-from producer_client import ACTIONS, FieldError
-from workers.operations.params import CONTINUES_AT_END, NEEDS_AUDIO_ID
+from producer_client import FieldError
+from workers.operations.actions import KNOWN_ACTIONS
+from workers.operations.actions import action as catalogue_action
 
 MAX_REPEAT = 10
 """Most copies of one step in a row (each copy is a paid call)."""
@@ -229,7 +228,7 @@ def _ref_problem(spec: PipelineSpec, index: int, ref: StepRef, text: str) -> str
     repeat, action = spec.steps[target].repeat, spec.steps[target].action
     if ref.copy is not None and ref.copy > repeat:
         return f"step {ref.step!r} runs {repeat} time(s), there is no copy #{ref.copy} in {text}"
-    if ref.field in MISSING_OUTPUTS.get(action, ()):
+    if ref.field not in catalogue_action(action).outputs:
         return f"step {ref.step!r} ({action}) has no output {ref.field!r} in {text}"
     return None
 
@@ -254,10 +253,15 @@ def with_implicit(spec: PipelineSpec, index: int, values: dict[str, Any]) -> dic
     action = spec.steps[index].action
     filled = dict(values)
     prev = spec.steps[index - 1].action if index > 0 else None
-    if prev not in (None, "lyrics") and action in NEEDS_AUDIO_ID:
+    known = action in KNOWN_ACTIONS and prev in KNOWN_ACTIONS
+    if not known or prev is None:
+        return filled
+    # The worker fills these from the previous step's outputs (lyrics has no audio_id;
+    # only /audios results carry a duration).
+    this, before = catalogue_action(action), catalogue_action(prev)
+    if this.needs_audio_id and "audio_id" in before.outputs:
         filled.setdefault("audio_id", _IMPLICIT_AUDIO_ID)
-    # Only /audios results carry a duration (upload, wav, videos, lyrics do not).
-    if prev in ACTIONS and action in CONTINUES_AT_END:
+    if this.continues_at_end and "duration" in before.outputs:
         filled.setdefault("continue_at", _IMPLICIT_CONTINUE_AT)
     return filled
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.constants import SPEND_MICROS_PER_UNIT
 from pipelines.specs.spec import PipelineSpec
-from producer_client import ACTIONS as AUDIO_ACTIONS
+from workers.operations.actions import KNOWN_ACTIONS
 
 __all__ = [
     "ACTIONS",
@@ -35,8 +35,8 @@ __all__ = [
     "to_micro",
 ]
 
-# The 11 /producer/audios actions, then the quick endpoints (workers/operations/quick.py).
-ACTIONS: tuple[str, ...] = (*AUDIO_ACTIONS, "upload", "lyrics", "wav", "videos")
+# Every action of the catalogue: the /producer/audios ones, then the quick endpoints.
+ACTIONS: tuple[str, ...] = KNOWN_ACTIONS
 USD, CREDITS = "USD", "credits"
 _CURRENCY_NAMES = {"usd": USD, "$": USD, "credit": CREDITS, "credits": CREDITS}
 _AMOUNT = re.compile(r"^\s*(\$)?\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)?\s*$")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from producer_client import AudioParams, parse_audio_params
-from workers.operations.actions import CATALOGUE, CONTINUES_AT_END, NEEDS_AUDIO_ID
+from workers.operations.actions import CATALOGUE
 from workers.operations.errors import StepFailed
 from workers.operations.results import prior_outputs
 
@@ -92,10 +92,6 @@ def _first(prev: Prev) -> dict[str, Any] | None:
 
 
 __all__ = [
-    # CONTINUES_AT_END, NEEDS_AUDIO_ID: kept importable from here for pipelines/specs.py
-    # until it reads workers.operations.actions; the catalogue owns them.
-    "CONTINUES_AT_END",
-    "NEEDS_AUDIO_ID",
     "REF_KEY",
     "Prev",
     "audio_params",

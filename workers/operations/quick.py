@@ -21,7 +21,7 @@ from producer_client import (
     request_fingerprint,
 )
 from workers.ledger import Claim, State
-from workers.operations.actions import CATALOGUE, quick_action
+from workers.operations.actions import quick_action
 from workers.operations.errors import StepFailed, classify
 from workers.operations.results import (
     Artifact,
@@ -43,14 +43,6 @@ from workers.operations.submit import (
 from workers.ratelimit import EndpointClass
 from workers.runtime import Services
 from workers.storage import artifact_key
-
-# A legacy view of the catalogue ({action: (input field, reply model)}) for
-# pipelines/refs.py until it reads workers.operations.actions; delete it then.
-QUICK_ACTIONS: dict[str, tuple[str, type[BaseModel]]] = {
-    a.name: (a.input_field, a.reply_model)
-    for a in CATALOGUE.values()
-    if a.is_quick and a.input_field is not None and a.reply_model is not None
-}
 
 
 def quick_body(action: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-# OUTPUT_FIELDS is the catalogue's (workers.operations.actions); still importable from
-# here for pipelines/refs.py until it reads the catalogue.
 from workers.operations.actions import OUTPUT_FIELDS
 
 PRIOR_OUTPUTS_KEY = "prior_outputs"
@@ -113,8 +111,6 @@ def storage_step(step: str) -> str:
 
 
 __all__ = [
-    # OUTPUT_FIELDS: the catalogue's, re-exported for pipelines/refs.py (see the import).
-    "OUTPUT_FIELDS",
     "PRIOR_OUTPUTS_KEY",
     "Artifact",
     "StepResult",

@@ -152,3 +152,11 @@ def test_outputs_travel_in_the_context_and_leave_it_again() -> None:
 def test_copies_are_stored_under_safe_names() -> None:
     assert storage_step("variation#2") == "variation.2"
     assert storage_step("generate") == "generate"
+
+
+def test_every_output_field_has_a_placeholder_the_params_models_accept() -> None:
+    from pipelines.specs.refs import PLACEHOLDERS
+    from workers.operations.actions import OUTPUT_FIELDS
+
+    assert set(PLACEHOLDERS) == set(OUTPUT_FIELDS)
+

@@ -18,7 +18,7 @@ from pipelines.spend.prices import (
     parse_amount,
 )
 from producer_client import ACTIONS as AUDIO_ACTIONS
-from workers.operations.quick import QUICK_ACTIONS
+from workers.operations.actions import QUICK_ACTIONS
 from workers.settings import Settings, get_settings
 
 REMIX = get_pipeline("generate-variations")  # generate, variation x 2, stems
