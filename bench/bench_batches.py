@@ -83,8 +83,7 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(submit_rows=20_000, rows=100, naive_rows=16, submit_rate=20.0,
-                   max_in_flight=20)
+        return cls(submit_rows=20_000, rows=100, naive_rows=16, submit_rate=20.0, max_in_flight=20)
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -93,11 +92,21 @@ def write_csv(path: Path, rows: int) -> None:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
         for i in range(1, rows + 1):
-            writer.writerow([f"a lo-fi beat with rain, take {i}", f"Take {i}", "FUZZ-2.0",
-                             "true", str(i), "0.3", "the rain gets heavier"])
+            writer.writerow(
+                [
+                    f"a lo-fi beat with rain, take {i}",
+                    f"Take {i}",
+                    "FUZZ-2.0",
+                    "true",
+                    str(i),
+                    "0.3",
+                    "the rain gets heavier",
+                ]
+            )
 
 
 # --- 1. submit --------------------------------------------------------------------------
+
 
 def bench_submit(plan: Plan, tmp: Path) -> dict[str, Any]:
     """Seconds and Redis bytes to validate and record ``plan.submit_rows`` rows."""
@@ -111,19 +120,27 @@ def bench_submit(plan: Plan, tmp: Path) -> dict[str, Any]:
         client = redis.Redis.from_url(server.url)
         before = int(client.info("memory")["used_memory"])
         started = time.perf_counter()
-        report = submit_batch(client, source=str(source), pipeline=get_pipeline(PIPELINE),
-                              prices=PriceTable.load(None))
+        report = submit_batch(
+            client,
+            source=str(source),
+            pipeline=get_pipeline(PIPELINE),
+            prices=PriceTable.load(None),
+        )
         seconds = time.perf_counter() - started
         after = int(client.info("memory")["used_memory"])
         client.close()
     assert report.accepted == plan.submit_rows, report.refused
-    return {"rows": plan.submit_rows, "seconds": round(seconds, 2),
-            "rows_per_s": round(plan.submit_rows / seconds),
-            "redis_bytes": after - before,
-            "redis_bytes_per_row": round((after - before) / plan.submit_rows, 1)}
+    return {
+        "rows": plan.submit_rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(plan.submit_rows / seconds),
+        "redis_bytes": after - before,
+        "redis_bytes_per_row": round((after - before) / plan.submit_rows, 1),
+    }
 
 
 # --- 2. makespan: ours ------------------------------------------------------------------
+
 
 def emulator_config(plan: Plan) -> EmulatorConfig:
     """Fixed generation time, the plan's limits, tiny media (the bench is about scheduling).
@@ -132,10 +149,20 @@ def emulator_config(plan: Plan) -> EmulatorConfig:
     otherwise disagree now and then, and a 429 makes our limiter slow down on purpose.
     """
     return EmulatorConfig(
-        tokens=[TOKEN], generation_s=plan.generation_s, generation_jitter_s=0.0,
-        time_scale=plan.time_scale, submit_rate_per_s=1.2 * plan.submit_rate, submit_burst=5,
-        max_concurrency=plan.max_in_flight, poll_rate_per_s=None, preview_fraction=None,
-        sample_rate=8000, song_low_s=20.0, song_high_s=30.0, max_render_s=1.0, seed=3,
+        tokens=[TOKEN],
+        generation_s=plan.generation_s,
+        generation_jitter_s=0.0,
+        time_scale=plan.time_scale,
+        submit_rate_per_s=1.2 * plan.submit_rate,
+        submit_burst=5,
+        max_concurrency=plan.max_in_flight,
+        poll_rate_per_s=None,
+        preview_fraction=None,
+        sample_rate=8000,
+        song_low_s=20.0,
+        song_high_s=30.0,
+        max_render_s=1.0,
+        seed=3,
         request_log_size=500_000,
     )
 
@@ -143,15 +170,22 @@ def emulator_config(plan: Plan) -> EmulatorConfig:
 def system_env(url: str, emu_url: str, storage: Path, plan: Plan) -> dict[str, str]:
     """Settings of every process of the system (time-scaled polling, the plan's limits)."""
     return {
-        **os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": url, "PRODUCER_API_TOKEN": TOKEN,
-        "PRODUCER_BASE_URL": emu_url, "PRODUCER_STORAGE_URL": f"file://{storage}",
-        "PRODUCER_SUBMIT_RATE_PER_S": str(plan.submit_rate), "PRODUCER_SUBMIT_BURST": "1",
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": url,
+        "PRODUCER_API_TOKEN": TOKEN,
+        "PRODUCER_BASE_URL": emu_url,
+        "PRODUCER_STORAGE_URL": f"file://{storage}",
+        "PRODUCER_SUBMIT_RATE_PER_S": str(plan.submit_rate),
+        "PRODUCER_SUBMIT_BURST": "1",
         "PRODUCER_MAX_IN_FLIGHT": str(plan.max_in_flight),
         # First poll near the end of a generation, then every 0.1 s (a 1 s poll cadence
         # at the provider, scaled like the generation time).
         "PRODUCER_POLL_FIRST_AFTER_S": str(0.9 * plan.step_s),
-        "PRODUCER_POLL_MAX_INTERVAL_S": "0.1", "PRODUCER_POLL_RATE_PER_S": "50",
-        "PRODUCER_LOG_LEVEL": "WARNING", "PRODUCER_LOG_JSON": "true",
+        "PRODUCER_POLL_MAX_INTERVAL_S": "0.1",
+        "PRODUCER_POLL_RATE_PER_S": "50",
+        "PRODUCER_LOG_LEVEL": "WARNING",
+        "PRODUCER_LOG_JSON": "true",
     }
 
 
@@ -159,8 +193,9 @@ def system_env(url: str, emu_url: str, storage: Path, plan: Plan) -> dict[str, s
 def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
     """Run a process (and its children) for the block; kill its group after."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield
     finally:
@@ -191,28 +226,59 @@ def run_ours(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
         env = system_env(server.url, emu.url, tmp / "store", plan)
         app.conf.update(broker_url=server.url, result_backend=server.url)
         py = sys.executable
-        stack.enter_context(process(
-            [py, "-m", "celery", "-A", "pipelines.app", "worker", "--pool", "threads", "-c",
-             str(plan.threads), "-n", "ours@%h", "--without-mingle", "--without-gossip",
-             "-l", "WARNING"], env, tmp / "worker.log"))
+        stack.enter_context(
+            process(
+                [
+                    py,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "pipelines.app",
+                    "worker",
+                    "--pool",
+                    "threads",
+                    "-c",
+                    str(plan.threads),
+                    "-n",
+                    "ours@%h",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-l",
+                    "WARNING",
+                ],
+                env,
+                tmp / "worker.log",
+            )
+        )
         wait_for_worker(app, "ours@")
-        stack.enter_context(process([py, "-m", "bench.bench_batches", "--poller"], env,
-                                    tmp / "poller.log"))
+        stack.enter_context(
+            process([py, "-m", "bench.bench_batches", "--poller"], env, tmp / "poller.log")
+        )
         stack.enter_context(process([py, "-m", "pipelines", "feeder"], env, tmp / "feeder.log"))
         time.sleep(3.0)  # the services are up (imports take ~2 s) before the clock starts
         client = redis.Redis.from_url(server.url)
-        report = submit_batch(client, source=str(source), pipeline=get_pipeline(PIPELINE),
-                              batch_id="bench", prices=PriceTable.load(None))
+        report = submit_batch(
+            client,
+            source=str(source),
+            pipeline=get_pipeline(PIPELINE),
+            batch_id="bench",
+            prices=PriceTable.load(None),
+        )
         record = _wait_finished(BatchState(client), "bench", plan)
         phases = step_phases(client, plan.rows)
         client.close()
     counters = emu.counters(fingerprints=False)
     makespan = float(record["finished_at"]) - float(record["created_at"])
-    return {"rows": report.accepted, "done": int(record["done"]),
-            "failed": int(record["failed"]), "makespan_s": round(makespan, 1),
-            "submissions": counters["submissions_total"],
-            "max_in_flight_seen": counters["max_in_flight_seen"],
-            "rejected_429": counters["rejected_429"], "step_phases_s": phases}
+    return {
+        "rows": report.accepted,
+        "done": int(record["done"]),
+        "failed": int(record["failed"]),
+        "makespan_s": round(makespan, 1),
+        "submissions": counters["submissions_total"],
+        "max_in_flight_seen": counters["max_in_flight_seen"],
+        "rejected_429": counters["rejected_429"],
+        "step_phases_s": phases,
+    }
 
 
 def step_phases(client: redis.Redis, rows: int) -> dict[str, float]:
@@ -256,21 +322,32 @@ def _wait_finished(state: Any, batch_id: str, plan: Plan) -> dict[str, str]:
 def lower_bound_s(plan: Plan, rows: int) -> float:
     """The makespan no scheduler can beat under the plan's limits (module docstring)."""
     steps = rows * len(STEPS)
-    return max(steps * plan.step_s / plan.max_in_flight, steps / plan.submit_rate,
-               len(STEPS) * plan.step_s)
+    return max(
+        steps * plan.step_s / plan.max_in_flight, steps / plan.submit_rate, len(STEPS) * plan.step_s
+    )
 
 
 # --- 2. makespan: naive -----------------------------------------------------------------
 
 naive_app = Celery("bench-naive")
 naive_app.conf.update(
-    broker_url=os.environ.get("REDIS_URL"), result_backend=None, task_acks_late=True,
-    worker_prefetch_multiplier=1, task_default_queue=NAIVE_QUEUE, accept_content=["json"],
+    broker_url=os.environ.get("REDIS_URL"),
+    result_backend=None,
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=NAIVE_QUEUE,
+    accept_content=["json"],
 )
 
 
-@naive_app.task(name="bench.naive_step", autoretry_for=(RateLimitError,), max_retries=None,
-                retry_backoff=0.5, retry_backoff_max=5, retry_jitter=True)
+@naive_app.task(
+    name="bench.naive_step",
+    autoretry_for=(RateLimitError,),
+    max_retries=None,
+    retry_backoff=0.5,
+    retry_backoff_max=5,
+    retry_jitter=True,
+)
 def naive_step(prev: dict[str, Any] | None, action: str, row: int, last: bool) -> dict[str, Any]:
     """One step held in a worker slot for the whole generation, then its files fetched.
 
@@ -285,8 +362,9 @@ def naive_step(prev: dict[str, Any] | None, action: str, row: int, last: bool) -
         if action == "extend":
             params["continue_at"] = prev["duration"]
     timeout = float(os.environ.get("BENCH_TIMEOUT_S", "600"))
-    with Producer(api_token=TOKEN, base_url=os.environ["PRODUCER_BASE_URL"],
-                  timeout_s=timeout, max_retries=0) as client:
+    with Producer(
+        api_token=TOKEN, base_url=os.environ["PRODUCER_BASE_URL"], timeout_s=timeout, max_retries=0
+    ) as client:
         item = client.audios.create(params, timeout_s=timeout).data[0]
     out = Path(os.environ["BENCH_STORE"]) / str(row) / action
     out.mkdir(parents=True, exist_ok=True)
@@ -303,20 +381,45 @@ def run_naive(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
     """``plan.naive_rows`` chains of blocking steps on a prefork pool of 8."""
     emu.reset(keep_config=True)
     with EmbeddedRedis() as server:
-        env = {**system_env(server.url, emu.url, tmp / "naive", plan),
-               "BENCH_STORE": str(tmp / "naive"), "BENCH_TIMEOUT_S": "600"}
+        env = {
+            **system_env(server.url, emu.url, tmp / "naive", plan),
+            "BENCH_STORE": str(tmp / "naive"),
+            "BENCH_TIMEOUT_S": "600",
+        }
         naive_app.conf.update(broker_url=server.url)
-        command = [sys.executable, "-m", "celery", "-A", "bench.bench_batches:naive_app",
-                   "worker", "--pool", "prefork", "-c", str(NAIVE_POOL), "-Q", NAIVE_QUEUE,
-                   "-n", "naive@%h", "--without-mingle", "--without-gossip", "-l", "WARNING"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.bench_batches:naive_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "-c",
+            str(NAIVE_POOL),
+            "-Q",
+            NAIVE_QUEUE,
+            "-n",
+            "naive@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "WARNING",
+        ]
         client = redis.Redis.from_url(server.url)
         with process(command, env, tmp / "naive.log"):
             wait_for_worker(naive_app, "naive@")
             started = time.monotonic()
             for row in range(1, plan.naive_rows + 1):
-                chain(*(naive_step.s(None, action, row, action == STEPS[-1]) if i == 0 else
-                        naive_step.s(action, row, action == STEPS[-1])
-                        for i, action in enumerate(STEPS))).apply_async()
+                chain(
+                    *(
+                        naive_step.s(None, action, row, action == STEPS[-1])
+                        if i == 0
+                        else naive_step.s(action, row, action == STEPS[-1])
+                        for i, action in enumerate(STEPS)
+                    )
+                ).apply_async()
             deadline = started + 20 * lower_bound_s(plan, plan.naive_rows) + 120
             while int(client.get(NAIVE_DONE_KEY) or 0) < plan.naive_rows:
                 if time.monotonic() > deadline:
@@ -324,38 +427,57 @@ def run_naive(plan: Plan, emu: EmulatorServer, tmp: Path) -> dict[str, Any]:
                 time.sleep(0.1)
             makespan = time.monotonic() - started
         client.close()
-    return {"rows": plan.naive_rows, "makespan_s": round(makespan, 1),
-            "extrapolated_makespan_s": round(makespan * plan.rows / plan.naive_rows, 1),
-            "submissions": emu.counters(fingerprints=False)["submissions_total"]}
+    return {
+        "rows": plan.naive_rows,
+        "makespan_s": round(makespan, 1),
+        "extrapolated_makespan_s": round(makespan * plan.rows / plan.naive_rows, 1),
+        "submissions": emu.counters(fingerprints=False)["submissions_total"],
+    }
 
 
 # --- report -------------------------------------------------------------------------------
 
-def report(plan: Plan, submit: dict[str, Any], ours: dict[str, Any],
-           naive: dict[str, Any]) -> dict[str, Any]:
+
+def report(
+    plan: Plan, submit: dict[str, Any], ours: dict[str, Any], naive: dict[str, Any]
+) -> dict[str, Any]:
     """Print the figures; return them with the plan and the ratios."""
     bound = lower_bound_s(plan, plan.rows)
     ratio = ours["makespan_s"] / bound
     naive_ratio = naive["extrapolated_makespan_s"] / bound
-    print(f"\nsubmit: {submit['rows']:,} rows validated and recorded in {submit['seconds']} s "
-          f"({submit['rows_per_s']:,} rows/s); Redis +{submit['redis_bytes'] / 1e6:.1f} MB "
-          f"({submit['redis_bytes_per_row']} B/row)")
-    print(f"\nmakespan of {plan.rows} rows x {len(STEPS)} steps of {plan.step_s:g} s; limits "
-          f"{plan.submit_rate:g} submits/s, {plan.max_in_flight} in flight")
+    print(
+        f"\nsubmit: {submit['rows']:,} rows validated and recorded in {submit['seconds']} s "
+        f"({submit['rows_per_s']:,} rows/s); Redis +{submit['redis_bytes'] / 1e6:.1f} MB "
+        f"({submit['redis_bytes_per_row']} B/row)"
+    )
+    print(
+        f"\nmakespan of {plan.rows} rows x {len(STEPS)} steps of {plan.step_s:g} s; limits "
+        f"{plan.submit_rate:g} submits/s, {plan.max_in_flight} in flight"
+    )
     print(f"  lower bound max(S*G/C, S/R, 3G) = {bound:.1f} s")
-    print(f"  ours : {ours['makespan_s']:.1f} s  ratio {ratio:.3f}  ({ours['done']} done, "
-          f"{ours['failed']} failed, {ours['submissions']} submissions, "
-          f"max {ours['max_in_flight_seen']} in flight at the emulator, "
-          f"429s {ours['rejected_429']})")
-    print(f"  ours, mean per step: {ours['step_phases_s']} (queue_and_limits: from the "
-          "previous step's end to this one's submission)")
-    print(f"  naive: {naive['makespan_s']:.1f} s for {naive['rows']} rows -> "
-          f"{naive['extrapolated_makespan_s']:.1f} s extrapolated to {plan.rows} rows, "
-          f"ratio {naive_ratio:.2f}")
+    print(
+        f"  ours : {ours['makespan_s']:.1f} s  ratio {ratio:.3f}  ({ours['done']} done, "
+        f"{ours['failed']} failed, {ours['submissions']} submissions, "
+        f"max {ours['max_in_flight_seen']} in flight at the emulator, "
+        f"429s {ours['rejected_429']})"
+    )
+    print(
+        f"  ours, mean per step: {ours['step_phases_s']} (queue_and_limits: from the "
+        "previous step's end to this one's submission)"
+    )
+    print(
+        f"  naive: {naive['makespan_s']:.1f} s for {naive['rows']} rows -> "
+        f"{naive['extrapolated_makespan_s']:.1f} s extrapolated to {plan.rows} rows, "
+        f"ratio {naive_ratio:.2f}"
+    )
     print(f"  ours is {naive['extrapolated_makespan_s'] / ours['makespan_s']:.1f}x faster")
-    return {"plan": asdict(plan), "submit": submit, "lower_bound_s": round(bound, 1),
-            "ours": {**ours, "ratio": round(ratio, 3)},
-            "naive": {**naive, "ratio": round(naive_ratio, 2)}}
+    return {
+        "plan": asdict(plan),
+        "submit": submit,
+        "lower_bound_s": round(bound, 1),
+        "ours": {**ours, "ratio": round(ratio, 3)},
+        "naive": {**naive, "ratio": round(naive_ratio, 2)},
+    }
 
 
 def poller_main() -> None:

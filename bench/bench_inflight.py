@@ -74,8 +74,7 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(generations=300, time_scale=0.1, naive_tasks=40, naive_observe_s=8.0,
-                   tail_s=8.0)
+        return cls(generations=300, time_scale=0.1, naive_tasks=40, naive_observe_s=8.0, tail_s=8.0)
 
 
 @dataclass
@@ -110,8 +109,12 @@ class Figures:
 
 naive_app = Celery("naive")
 naive_app.conf.update(
-    broker_url=os.environ.get("REDIS_URL"), result_backend=None, task_acks_late=True,
-    worker_prefetch_multiplier=1, task_default_queue=NAIVE_QUEUE, accept_content=["json"],
+    broker_url=os.environ.get("REDIS_URL"),
+    result_backend=None,
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=NAIVE_QUEUE,
+    accept_content=["json"],
 )
 
 
@@ -119,14 +122,18 @@ naive_app.conf.update(
 def naive_generate(prompt: str) -> str:
     """Submit synchronously and hold the worker slot until the song is done."""
     timeout_s = float(os.environ.get("BENCH_TIMEOUT_S", "600"))
-    with Producer(api_token=TOKEN, base_url=os.environ["PRODUCER_BASE_URL"],
-                  timeout_s=timeout_s, max_retries=0) as client:
-        result = client.audios.create({"action": "generate", "prompt": prompt},
-                                      timeout_s=timeout_s)
+    with Producer(
+        api_token=TOKEN,
+        base_url=os.environ["PRODUCER_BASE_URL"],
+        timeout_s=timeout_s,
+        max_retries=0,
+    ) as client:
+        result = client.audios.create({"action": "generate", "prompt": prompt}, timeout_s=timeout_s)
     return str(result.task_id)
 
 
 # --- plumbing -----------------------------------------------------------------------------
+
 
 def status_kb(pid: int, field_name: str) -> int:
     """A ``/proc/<pid>/status`` figure in kB (0 when the process is gone)."""
@@ -182,8 +189,9 @@ def redis_url() -> Iterator[str]:
 def worker(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run a worker process for the block; kill it (and its pool) after."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -204,20 +212,36 @@ def wait_ready(app: Celery, name: str, budget_s: float = 60.0) -> None:
 def emulator_config(plan: Plan) -> EmulatorConfig:
     """No submit limit or concurrency cap; the provider's 1 poll/s (default burst); tiny songs."""
     return EmulatorConfig(
-        tokens=[TOKEN], generation_s=plan.generation_s, generation_jitter_s=0.0,
-        time_scale=plan.time_scale, submit_rate_per_s=None, max_concurrency=None,
-        poll_rate_per_s=1.0, preview_fraction=None, sample_rate=8000,
-        song_low_s=2.0, song_high_s=4.0, seed=1, request_log_size=500_000,
+        tokens=[TOKEN],
+        generation_s=plan.generation_s,
+        generation_jitter_s=0.0,
+        time_scale=plan.time_scale,
+        submit_rate_per_s=None,
+        max_concurrency=None,
+        poll_rate_per_s=1.0,
+        preview_fraction=None,
+        sample_rate=8000,
+        song_low_s=2.0,
+        song_high_s=4.0,
+        seed=1,
+        request_log_size=500_000,
     )
 
 
 def worker_env(url: str, emu_url: str, storage: Path, plan: Plan) -> dict[str, str]:
     return {
-        **os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": url, "PRODUCER_API_TOKEN": TOKEN,
-        "PRODUCER_BASE_URL": emu_url, "PRODUCER_STORAGE_URL": f"file://{storage}",
-        "PRODUCER_SUBMIT_RATE_PER_S": "1000", "PRODUCER_SUBMIT_BURST": "200",
-        "PRODUCER_MAX_IN_FLIGHT": "100000", "PRODUCER_LOG_LEVEL": "WARNING",
-        "PRODUCER_LOG_JSON": "true", "BENCH_TIMEOUT_S": str(plan.generation_real_s + 60),
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": url,
+        "PRODUCER_API_TOKEN": TOKEN,
+        "PRODUCER_BASE_URL": emu_url,
+        "PRODUCER_STORAGE_URL": f"file://{storage}",
+        "PRODUCER_SUBMIT_RATE_PER_S": "1000",
+        "PRODUCER_SUBMIT_BURST": "200",
+        "PRODUCER_MAX_IN_FLIGHT": "100000",
+        "PRODUCER_LOG_LEVEL": "WARNING",
+        "PRODUCER_LOG_JSON": "true",
+        "BENCH_TIMEOUT_S": str(plan.generation_real_s + 60),
     }
 
 
@@ -255,6 +279,7 @@ class Watcher:
 
 # --- the two runs --------------------------------------------------------------------------
 
+
 def run_ours(plan: Plan, url: str, emu: EmulatorServer, tmp: Path) -> Figures:
     """N generations through one threads worker and the central poller."""
     from pipelines.app import app
@@ -265,11 +290,29 @@ def run_ours(plan: Plan, url: str, emu: EmulatorServer, tmp: Path) -> Figures:
 
     env = worker_env(url, emu.url, tmp / "store", plan)
     app.conf.update(broker_url=url, result_backend=url)
-    svc = build_services(Settings(api_token=TOKEN, base_url=emu.url, redis_url=url,
-                                  storage_url=f"file://{tmp / 'store'}"))
-    command = [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker", "--pool",
-               "threads", "-c", str(POOL), "-n", "ours@%h", "--without-mingle",
-               "--without-gossip", "-l", "WARNING"]
+    svc = build_services(
+        Settings(
+            api_token=TOKEN, base_url=emu.url, redis_url=url, storage_url=f"file://{tmp / 'store'}"
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "pipelines.app",
+        "worker",
+        "--pool",
+        "threads",
+        "-c",
+        str(POOL),
+        "-n",
+        "ours@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "WARNING",
+    ]
     figures = Figures("ours: async submit + continuation, threads -c 8")
     stop = threading.Event()
     with ExitStack() as stack:
@@ -308,9 +351,26 @@ def run_naive(plan: Plan, url: str, emu: EmulatorServer, tmp: Path) -> Figures:
     emu.reset(keep_config=True)
     env = worker_env(url, emu.url, tmp / "store", plan)
     naive_app.conf.update(broker_url=url)
-    command = [sys.executable, "-m", "celery", "-A", "bench.bench_inflight:naive_app", "worker",
-               "--pool", "prefork", "-c", str(POOL), "-Q", NAIVE_QUEUE, "-n", "naive@%h",
-               "--without-mingle", "--without-gossip", "-l", "WARNING"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.bench_inflight:naive_app",
+        "worker",
+        "--pool",
+        "prefork",
+        "-c",
+        str(POOL),
+        "-Q",
+        NAIVE_QUEUE,
+        "-n",
+        "naive@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "WARNING",
+    ]
     figures = Figures("naive: blocking audios.create, prefork -c 8")
     client = redis.Redis.from_url(url)
     with worker(command, {**env, "REDIS_URL": url}, tmp / "naive.log") as proc:
@@ -337,30 +397,41 @@ def _finish(figures: Figures, emu: EmulatorServer, started_mono: float) -> None:
 
 # --- report --------------------------------------------------------------------------------
 
+
 def report(plan: Plan, ours: Figures, naive: Figures) -> None:
     """Print the table and the ratios."""
     mb = 1024.0
-    print(f"\nin-flight capacity: {plan.generations} generations of {plan.generation_s:g} s "
-          f"(x{plan.time_scale:g} = {plan.generation_real_s:g} s real), one worker process\n")
+    print(
+        f"\nin-flight capacity: {plan.generations} generations of {plan.generation_s:g} s "
+        f"(x{plan.time_scale:g} = {plan.generation_real_s:g} s real), one worker process\n"
+    )
     head = f"{'design':<48}{'peak in flight':>15}{'RSS peak MB':>12}{'RSS idle MB':>12}"
     print(head + f"{'queued':>8}{'unacked':>8}{'ETA':>6}{'polls':>7}{'max/1s':>7}{'429':>5}")
     for f in (ours, naive):
         p = f.peak
-        print(f"{f.name:<48}{p.in_flight:>15}{p.rss_hwm_kb / mb:>12.1f}"
-              f"{f.baseline_rss_kb / mb:>12.1f}{p.queued:>8}{p.unacked:>8}{p.eta:>6}"
-              f"{f.polls:>7}{f.poll_max_per_s:>7}{f.poll_429:>5}")
+        print(
+            f"{f.name:<48}{p.in_flight:>15}{p.rss_hwm_kb / mb:>12.1f}"
+            f"{f.baseline_rss_kb / mb:>12.1f}{p.queued:>8}{p.unacked:>8}{p.eta:>6}"
+            f"{f.polls:>7}{f.poll_max_per_s:>7}{f.poll_429:>5}"
+        )
     ratio = ours.peak.in_flight / max(1, naive.peak.in_flight)
     per_task = (ours.peak.rss_hwm_kb - ours.baseline_rss_kb) / max(1, ours.peak.in_flight)
-    print(f"\nin flight, ours / naive: {ratio:.0f}x  "
-          f"(peak reached {ours.peak.at_peak_s:.0f} s after the first publish)")
-    print(f"ours: {ours.submissions} submissions, {ours.completed} collected in "
-          f"{ours.duration_s:.0f} s; RSS growth {per_task:.1f} kB per generation in flight; "
-          f"poll rate {ours.polls / max(ours.duration_s, 1):.2f}/s mean, at most "
-          f"{ours.poll_max_per_s} in any 1 s (smallest gap {ours.poll_min_gap_s:.3f} s as "
-          f"received), {ours.poll_429} polls refused")
-    print(f"naive: {naive.submissions} submissions in {naive.duration_s:.0f} s, "
-          f"{plan.naive_tasks - naive.peak.in_flight} of {plan.naive_tasks} tasks queued "
-          f"behind the blocked pool")
+    print(
+        f"\nin flight, ours / naive: {ratio:.0f}x  "
+        f"(peak reached {ours.peak.at_peak_s:.0f} s after the first publish)"
+    )
+    print(
+        f"ours: {ours.submissions} submissions, {ours.completed} collected in "
+        f"{ours.duration_s:.0f} s; RSS growth {per_task:.1f} kB per generation in flight; "
+        f"poll rate {ours.polls / max(ours.duration_s, 1):.2f}/s mean, at most "
+        f"{ours.poll_max_per_s} in any 1 s (smallest gap {ours.poll_min_gap_s:.3f} s as "
+        f"received), {ours.poll_429} polls refused"
+    )
+    print(
+        f"naive: {naive.submissions} submissions in {naive.duration_s:.0f} s, "
+        f"{plan.naive_tasks - naive.peak.in_flight} of {plan.naive_tasks} tasks queued "
+        f"behind the blocked pool"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

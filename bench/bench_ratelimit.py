@@ -86,7 +86,10 @@ def run_ours(
     """Fidelity, then halve, then restore, in one run of the fleet."""
     marks = Marks()
     spec = FleetSpec(
-        redis_url=redis_url, emulator_url=emu.url, api_token=token, token_id=token_id_for(token),
+        redis_url=redis_url,
+        emulator_url=emu.url,
+        api_token=token,
+        token_id=token_id_for(token),
         limits=Limits(ceiling=plan.rate, burst=plan.burst - 1),
         tuning=Tuning().scaled(plan.scale),
         duration_s=plan.fidelity_s + plan.halved_s + plan.restored_s,
@@ -125,8 +128,11 @@ def run_celery(plan: Plan, redis_url: str, emu: EmulatorServer, token: str) -> t
     """N Celery workers with ``rate_limit`` = our limit each; returns the measured window."""
     queue = f"bench-ratelimit-{uuid.uuid4().hex[:8]}"
     env = {
-        "BENCH_BROKER_URL": redis_url, "BENCH_QUEUE": queue, "BENCH_TOKEN": token,
-        "BENCH_EMULATOR_URL": emu.url, "BENCH_RATE_LIMIT": f"{plan.rate:g}/s",
+        "BENCH_BROKER_URL": redis_url,
+        "BENCH_QUEUE": queue,
+        "BENCH_TOKEN": token,
+        "BENCH_EMULATOR_URL": emu.url,
+        "BENCH_RATE_LIMIT": f"{plan.rate:g}/s",
     }
     os.environ.update(env)
     from bench import ratelimit_celery as rc  # reads BENCH_* at import
@@ -156,8 +162,12 @@ def side(items: list[fig.Arrival], t0: float, t1: float) -> dict[str, float]:
 
 
 def figures(
-    plan: Plan, ours: FleetResult, marks: Marks, log: list[dict[str, Any]],
-    isolated: list[float], celery_window: tuple[float, float],
+    plan: Plan,
+    ours: FleetResult,
+    marks: Marks,
+    log: list[dict[str, Any]],
+    isolated: list[float],
+    celery_window: tuple[float, float],
 ) -> dict[str, Any]:
     """Every number the report prints, as plain data."""
     items = fig.arrivals(log, PATH)
@@ -174,7 +184,8 @@ def figures(
             "throttled": sum(a.status == 429 for a in first),
         },
         "adaptation": {
-            "settle_s": settle, "settle_scaled_s": settle * plan.scale,
+            "settle_s": settle,
+            "settle_scaled_s": settle * plan.scale,
             "throttled_share_after_budget": fig.throttled_fraction(items, after, marks.restored),
             "learned_rate_after_budget": fig.mean_sample(ours.samples, after, marks.restored),
             "ok_per_s_after_budget": fig.ok_rate(items, after, marks.restored),
@@ -224,21 +235,33 @@ def _adaptation_rows(ada: dict[str, Any], rec: dict[str, Any], rate: float) -> l
     return [
         ("halved: 429s <= 1 % after", settle, f"<= {BUDGET_S:g} s scaled"),
         ("halved: 429 share after budget", _pct(ada["throttled_share_after_budget"]), "<= 1 %"),
-        ("halved: learned rate / new limit", _pct(ada["learned_rate_after_budget"] / new),
-         "90-110 %"),
+        (
+            "halved: learned rate / new limit",
+            _pct(ada["learned_rate_after_budget"] / new),
+            "90-110 %",
+        ),
         ("halved: accepted / new limit", _pct(ada["ok_per_s_after_budget"] / new), ""),
-        ("restored: time to 90 % of limit", "never" if back is None else f"{back:.1f} s",
-         "recovers"),
+        (
+            "restored: time to 90 % of limit",
+            "never" if back is None else f"{back:.1f} s",
+            "recovers",
+        ),
         ("restored: accepted, last 5 s", _pct(rec["ok_per_s_last_5s"] / rate), ""),
     ]
 
 
 def _cost_rows(cost: dict[str, float]) -> list[Row]:
     return [
-        ("cost: admission p50 / p99 (isolated)",
-         f"{cost['isolated_p50']:.3f} / {cost['isolated_p99']:.3f} ms", "p99 < 2 ms"),
-        ("cost: admission p50 / p99 (under load)",
-         f"{cost['under_load_p50']:.3f} / {cost['under_load_p99']:.3f} ms", ""),
+        (
+            "cost: admission p50 / p99 (isolated)",
+            f"{cost['isolated_p50']:.3f} / {cost['isolated_p99']:.3f} ms",
+            "p99 < 2 ms",
+        ),
+        (
+            "cost: admission p50 / p99 (under load)",
+            f"{cost['under_load_p50']:.3f} / {cost['under_load_p99']:.3f} ms",
+            "",
+        ),
     ]
 
 
@@ -246,8 +269,10 @@ def report(f: dict[str, Any]) -> None:
     """Print the figures as tables with their goals."""
     plan = f["plan"]
     rate, burst = plan["rate"], plan["burst"]
-    table = Table(title=f"fleet-wide limiter: {plan['processes']} processes, one token, limit "
-                  f"{rate:g}/s burst {burst} (ours {burst - 1}), scale {plan['scale']:g}")
+    table = Table(
+        title=f"fleet-wide limiter: {plan['processes']} processes, one token, limit "
+        f"{rate:g}/s burst {burst} (ours {burst - 1}), scale {plan['scale']:g}"
+    )
     for name in ("figure", "measured", "goal"):
         table.add_column(name)
     rows = (
@@ -270,8 +295,11 @@ def _baseline_table(f: dict[str, Any], rate: float, burst: int, n: int) -> Table
     for key, label in (("attempts_per_s", "attempts/s"), ("ok_per_s", "accepted/s")):
         table.add_row(label, f"{ours[key]:.1f}", f"{celery[key]:.1f}")
     table.add_row("429 share", _pct(ours["throttled_share"]), _pct(celery["throttled_share"]))
-    table.add_row(f"busiest 1-s window (limit+burst {rate + burst:g})",
-                  str(ours["max_1s_window"]), str(celery["max_1s_window"]))
+    table.add_row(
+        f"busiest 1-s window (limit+burst {rate + burst:g})",
+        str(ours["max_1s_window"]),
+        str(celery["max_1s_window"]),
+    )
     return table
 
 
@@ -285,8 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan.quick(scale=args.scale) if args.quick else Plan(scale=args.scale)
     ours_token, celery_token = f"bench-{uuid.uuid4().hex[:8]}", f"celery-{uuid.uuid4().hex[:8]}"
     config = EmulatorConfig(
-        tokens=[ours_token, celery_token], submit_rate_per_s=plan.rate,
-        submit_burst=plan.burst, max_concurrency=None, time_scale=0.01,
+        tokens=[ours_token, celery_token],
+        submit_rate_per_s=plan.rate,
+        submit_burst=plan.burst,
+        max_concurrency=None,
+        time_scale=0.01,
     )
     redis_url, server = url_or_embedded(Settings().redis_url)
     try:

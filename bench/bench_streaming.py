@@ -149,8 +149,10 @@ def run(size_mb: int) -> dict[str, float]:
     port = parent.recv()
     url = f"http://127.0.0.1:{port}/song.mp3"
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp, \
-                httpx.Client(timeout=120) as http:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp,
+            httpx.Client(timeout=120) as http,
+        ):
             store = ArtifactStore.from_url(f"file://{tmp}/store", max_bytes=size + 1)
             # Warm up obstore's runtime and httpx's pool so the baseline includes them.
             warm = f"http://127.0.0.1:{port}/warm"
@@ -167,18 +169,26 @@ def run(size_mb: int) -> dict[str, float]:
         server.terminate()
         server.join()
     return {
-        "size_mb": size_mb, "stream_s": stream_s, "stream_rss_mb": stream_mb,
-        "http_only_s": http_s, "http_only_rss_mb": http_mb, "copy_s": copy_s,
+        "size_mb": size_mb,
+        "stream_s": stream_s,
+        "stream_rss_mb": stream_mb,
+        "http_only_s": http_s,
+        "http_only_rss_mb": http_mb,
+        "copy_s": copy_s,
     }
 
 
 def _report(f: dict[str, float]) -> None:
     size = f["size_mb"]
     print(f"body: {size:.0f} MB served on loopback, streamed into file:// (sha256 verified)")
-    print(f"  store_from_url : {f['stream_s']:6.2f} s  {size / f['stream_s']:7.1f} MB/s  "
-          f"peak RSS growth {f['stream_rss_mb']:5.1f} MB (goal <= {RSS_GOAL_MB})")
-    print(f"  download only  : {f['http_only_s']:6.2f} s  {size / f['http_only_s']:7.1f} MB/s  "
-          f"peak RSS growth {f['http_only_rss_mb']:5.1f} MB")
+    print(
+        f"  store_from_url : {f['stream_s']:6.2f} s  {size / f['stream_s']:7.1f} MB/s  "
+        f"peak RSS growth {f['stream_rss_mb']:5.1f} MB (goal <= {RSS_GOAL_MB})"
+    )
+    print(
+        f"  download only  : {f['http_only_s']:6.2f} s  {size / f['http_only_s']:7.1f} MB/s  "
+        f"peak RSS growth {f['http_only_rss_mb']:5.1f} MB"
+    )
     print(f"  shutil.copyfile: {f['copy_s']:6.2f} s  {size / f['copy_s']:7.1f} MB/s")
     print(f"  ratio store_from_url / download only = {f['stream_s'] / f['http_only_s']:.2f}x")
     print(f"  ratio store_from_url / copyfile      = {f['stream_s'] / f['copy_s']:.2f}x")

@@ -54,9 +54,23 @@ def start_workers(count: int, env: dict[str, str], cwd: Path) -> list[subprocess
     fetch loop), which would flatter the baseline; with 1 it reaches its limit.
     """
     command = [
-        sys.executable, "-m", "celery", "-A", "bench.ratelimit_celery:celery_app", "worker",
-        "--pool", "solo", "--prefetch-multiplier", "1", "--loglevel", "WARNING",
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", env["BENCH_QUEUE"],
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.ratelimit_celery:celery_app",
+        "worker",
+        "--pool",
+        "solo",
+        "--prefetch-multiplier",
+        "1",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-Q",
+        env["BENCH_QUEUE"],
     ]
     return [
         subprocess.Popen(

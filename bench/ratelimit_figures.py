@@ -99,11 +99,13 @@ def series(
     for second in range(int(t1 - t0)):
         lo, hi = t0 + second, t0 + second + 1
         window = between(items, lo, hi)
-        bins.append({
-            "t": second,
-            "attempts": len(window),
-            "ok": sum(a.status == 200 for a in window),
-            "throttled": sum(a.status == 429 for a in window),
-            "learned_rate": round(mean_sample(samples, lo, hi), 3),
-        })
+        bins.append(
+            {
+                "t": second,
+                "attempts": len(window),
+                "ok": sum(a.status == 200 for a in window),
+                "throttled": sum(a.status == 429 for a in window),
+                "learned_rate": round(mean_sample(samples, lo, hi), 3),
+            }
+        )
     return bins

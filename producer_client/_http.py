@@ -212,7 +212,11 @@ def _retry_delay_or_raise(
     delay = retry_delay_s(attempt, getattr(exc, "retry_after_s", None))
     log.warning(
         "retrying POST %s in %.2fs after %s (retry %d of %d)",
-        path, delay, type(exc).__name__, attempt + 1, config.max_retries,
+        path,
+        delay,
+        type(exc).__name__,
+        attempt + 1,
+        config.max_retries,
     )
     return delay
 
@@ -233,8 +237,7 @@ def _accept(response: httpx.Response, token: SecretStr) -> dict[str, Any]:
         raise _status_error(response, body, token)
     if not isinstance(body, dict):
         raise MalformedResponseError(
-            f"HTTP {response.status_code} from {response.request.url.path}: "
-            "expected a JSON object",
+            f"HTTP {response.status_code} from {response.request.url.path}: expected a JSON object",
             body=_scrub_json(body, token),
         )
     if body.get("success") is False:

@@ -128,8 +128,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def time_limit_s(visibility_timeout_s: int) -> float:
     """Hard time limit of a task body: always positive and below the visibility timeout."""
-    return max(visibility_timeout_s - _TIME_LIMIT_MARGIN_S,
-               visibility_timeout_s * _SHORT_TIME_LIMIT_SHARE)
+    return max(
+        visibility_timeout_s - _TIME_LIMIT_MARGIN_S, visibility_timeout_s * _SHORT_TIME_LIMIT_SHARE
+    )
 
 
 def transport_options(visibility_timeout_s: int) -> dict[str, Any]:

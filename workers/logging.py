@@ -178,8 +178,15 @@ def bind_task_context(
     **extra: Any,
 ) -> None:
     """Add the given (non-None) task fields to every log line of the current context."""
-    fields = {"task_id": task_id, "action": action, "batch": batch, "row": row,
-              "step": step, "api_task_id": api_task_id, **extra}
+    fields = {
+        "task_id": task_id,
+        "action": action,
+        "batch": batch,
+        "row": row,
+        "step": step,
+        "api_task_id": api_task_id,
+        **extra,
+    }
     structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
 
 

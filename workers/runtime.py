@@ -69,8 +69,12 @@ def build_services(settings: Settings) -> Services:
         redis=client,
         # No client-side retries: every 429 must reach the shared limiter, and the
         # workers decide retries with the ledger's knowledge of what was paid.
-        client=Producer(api_token=token, base_url=settings.base_url,
-                        timeout_s=settings.http_timeout_s, max_retries=0),
+        client=Producer(
+            api_token=token,
+            base_url=settings.base_url,
+            timeout_s=settings.http_timeout_s,
+            max_retries=0,
+        ),
         limiter=Limiter(RedisBackend(client), defaults=LimiterDefaults.from_settings(settings)),
         ledger=Ledger(client),
         store=ArtifactStore.from_settings(settings),

@@ -56,5 +56,6 @@ def decode_admit(batch_id: str, reply: Sequence[Any]) -> Admission | NotAdmitted
     if code != _ADMITTED:
         return NotAdmitted(code)
     _, row, attempt, cells, stamp = reply
-    return Admission(batch_id, int(row), int(attempt), json.loads(_text(cells)),
-                     float(_text(stamp)))
+    return Admission(
+        batch_id, int(row), int(attempt), json.loads(_text(cells)), float(_text(stamp))
+    )

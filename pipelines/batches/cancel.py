@@ -15,8 +15,9 @@ from workers.ledger import State
 __all__ = ["cancel_batch", "revoke_unstarted"]
 
 
-def cancel_batch(client: redis.Redis, app: Celery, batch_id: str, *, abandon: bool,
-                 prices: PriceTable) -> str:
+def cancel_batch(
+    client: redis.Redis, app: Celery, batch_id: str, *, abandon: bool, prices: PriceTable
+) -> str:
     """Stop feeding ``batch_id``; returns its status (``cancelling`` until rows in flight end).
 
     With ``abandon`` the running rows are cancelled at once: their steps that have not
@@ -35,8 +36,9 @@ def cancel_batch(client: redis.Redis, app: Celery, batch_id: str, *, abandon: bo
     return status
 
 
-def revoke_unstarted(client: redis.Redis, app: Celery, batch_id: str,
-                     ended: list[Held], plan: list[tuple[str, str]]) -> int:
+def revoke_unstarted(
+    client: redis.Redis, app: Celery, batch_id: str, ended: list[Held], plan: list[tuple[str, str]]
+) -> int:
     """Revoke what abandoned admissions would run after the step they are at.
 
     The row's current step (the first not done, with its copies) is never revoked: it
@@ -49,10 +51,15 @@ def revoke_unstarted(client: redis.Redis, app: Celery, batch_id: str,
     levels = plan_levels(plan)
     for held in ended:
         entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
-        current = next((levels[i] for i, e in enumerate(entries)
-                        if e is None or e.state is not State.DONE), len(plan))
-        ids.extend(task_id(batch_id, held.row, step, held.attempt)
-                   for (step, _), level in zip(plan, levels, strict=True) if level > current)
+        current = next(
+            (levels[i] for i, e in enumerate(entries) if e is None or e.state is not State.DONE),
+            len(plan),
+        )
+        ids.extend(
+            task_id(batch_id, held.row, step, held.attempt)
+            for (step, _), level in zip(plan, levels, strict=True)
+            if level > current
+        )
         ids.append(task_id(batch_id, held.row, "row_done", held.attempt))
     if ids:
         app.control.revoke(ids)

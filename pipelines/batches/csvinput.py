@@ -83,7 +83,7 @@ def _read_from_store(source: str, store: ArtifactStore | None) -> bytes:
         where = store.url if store is not None else "no store configured"
         raise _file_error(f"cannot read {source}: not a local file nor in the store ({where})")
     try:
-        return store.get_bytes(source[len(store.url) + 1:])
+        return store.get_bytes(source[len(store.url) + 1 :])
     except KeyError:
         raise _file_error(f"cannot read {source}: no such object in the store") from None
 
@@ -104,9 +104,11 @@ class _Decoder:
             try:
                 yield data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                self.bad[self.line] = (f"line {self.line} is not UTF-8 (byte "
-                                       f"0x{data[exc.start]:02x} at byte {exc.start + 1}); "
-                                       "save the file as UTF-8")
+                self.bad[self.line] = (
+                    f"line {self.line} is not UTF-8 (byte "
+                    f"0x{data[exc.start]:02x} at byte {exc.start + 1}); "
+                    "save the file as UTF-8"
+                )
                 yield data.decode("utf-8", errors="replace")
 
     def _first(self, data: bytes) -> bytes:
@@ -147,8 +149,10 @@ class CsvBatchReader:
     def _header(self, spec: PipelineSpec) -> list[str]:
         header = self._next()
         if header is None:
-            raise _file_error("the file is empty: the first line must name the columns, e.g. "
-                              + ",".join(_pipeline_columns(spec)))
+            raise _file_error(
+                "the file is empty: the first line must name the columns, e.g. "
+                + ",".join(_pipeline_columns(spec))
+            )
         if self._decoder.bad:
             raise _file_error(next(iter(self._decoder.bad.values())))
         columns = [name.strip() for name in header]
@@ -188,13 +192,19 @@ def header_problems(columns: list[str], spec: PipelineSpec) -> list[tuple[str | 
         elif name in seen:
             problems.append((name, f"column {name!r} appears twice in the header"))
         elif name not in required | optional:
-            problems.append((name, f"unknown column {name!r}: pipeline {spec.name!r} reads "
-                                   f"only {known}"))
+            problems.append(
+                (name, f"unknown column {name!r}: pipeline {spec.name!r} reads only {known}")
+            )
         seen.add(name)
     missing = sorted(required - seen)
     if missing:
-        problems.append((None, f"missing required column(s) {', '.join(missing)}: pipeline "
-                               f"{spec.name!r} needs them (it reads {known})"))
+        problems.append(
+            (
+                None,
+                f"missing required column(s) {', '.join(missing)}: pipeline "
+                f"{spec.name!r} needs them (it reads {known})",
+            )
+        )
     return problems
 
 
@@ -206,11 +216,15 @@ def _pipeline_columns(spec: PipelineSpec) -> list[str]:
 def _syntax_message(exc: csv.Error, start: int, at: int) -> str:
     text = str(exc)
     if "unexpected end of data" in text:
-        return (f"unbalanced quote: the quoted field that starts on line {start} never closes "
-                f"(the file ended at line {at})")
+        return (
+            f"unbalanced quote: the quoted field that starts on line {start} never closes "
+            f"(the file ended at line {at})"
+        )
     if "field larger than field limit" in text:
-        return (f"line {start}: a field is longer than {MAX_FIELD_CHARS:,} characters "
-                "(an unbalanced quote?)")
+        return (
+            f"line {start}: a field is longer than {MAX_FIELD_CHARS:,} characters "
+            "(an unbalanced quote?)"
+        )
     return f"line {at}: not valid CSV ({text}); quote fields that hold commas, quotes or newlines"
 
 

@@ -16,16 +16,26 @@ __all__ = ["failure_of", "retry_failed"]
 _RETRY_CHUNK_ROWS = 5000
 
 
-def failure_of(client: redis.Redis, batch_id: str, row: int, plan: list[tuple[str, str]],
-               exc: Any = None) -> dict[str, str]:
+def failure_of(
+    client: redis.Redis, batch_id: str, row: int, plan: list[tuple[str, str]], exc: Any = None
+) -> dict[str, str]:
     """The failure to record for a row: the ledger's failed step, else the exception."""
     entries = ledger_entries(client, row_step_keys(batch_id, row, plan))
     for (step, _), entry in zip(plan, entries, strict=True):
         if entry is not None and entry.state is State.FAILED:
-            return {"step": step, "code": entry.error_code or "failed",
-                    "message": entry.error_message or "step failed"}
-    step = next((s for (s, _), e in zip(plan, entries, strict=True)
-                 if e is None or e.state is not State.DONE), "?")
+            return {
+                "step": step,
+                "code": entry.error_code or "failed",
+                "message": entry.error_message or "step failed",
+            }
+    step = next(
+        (
+            s
+            for (s, _), e in zip(plan, entries, strict=True)
+            if e is None or e.state is not State.DONE
+        ),
+        "?",
+    )
     code = str(getattr(exc, "code", None) or (type(exc).__name__ if exc else "failed"))
     message = str(getattr(exc, "message", None) or exc or "the row's canvas failed")
     return {"step": step, "code": code, "message": message}
@@ -49,7 +59,7 @@ def retry_failed(client: redis.Redis, batch_id: str) -> int:
             ledger.reset_failed(key)
     status = record.get("status", "")
     for start in range(0, len(rows), _RETRY_CHUNK_ROWS):
-        after = state.retry(batch_id, rows[start:start + _RETRY_CHUNK_ROWS])
+        after = state.retry(batch_id, rows[start : start + _RETRY_CHUNK_ROWS])
         new_round(state, batch_id, status, after)
         status = after
     return len(rows)

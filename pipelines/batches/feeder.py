@@ -64,9 +64,16 @@ class Feeder:
     """Admits rows of every active batch; safe to run in any number of processes."""
 
     def __init__(
-        self, client: redis.Redis, app: Celery, *, limiter: Limiter, token_id: str,
-        prices: PriceTable, global_cap: float | None = None,
-        window: int | None = None, pause_retry_s: float = BATCH_PAUSE_RETRY_S,
+        self,
+        client: redis.Redis,
+        app: Celery,
+        *,
+        limiter: Limiter,
+        token_id: str,
+        prices: PriceTable,
+        global_cap: float | None = None,
+        window: int | None = None,
+        pause_retry_s: float = BATCH_PAUSE_RETRY_S,
     ) -> None:
         self.state = BatchState(client)
         self.app = app
@@ -136,12 +143,17 @@ class Feeder:
                 settle_rows(self.state.redis, adm.batch_id, [held], self.prices)
             return False
         cap = self.state.redis.hget(record_key(adm.batch_id), "max_spend")
-        decision = self.guard.reserve(adm.batch_id, adm.spend_key, info.row_cost,
-                                      batch_cap=None if cap is None else float(cap),
-                                      global_cap=self.global_cap)
+        decision = self.guard.reserve(
+            adm.batch_id,
+            adm.spend_key,
+            info.row_cost,
+            batch_cap=None if cap is None else float(cap),
+            global_cap=self.global_cap,
+        )
         if not decision.granted:
-            self.state.unadmit(adm.batch_id, adm.row, decision.reason or "spend_cap",
-                               self.pause_retry_s)
+            self.state.unadmit(
+                adm.batch_id, adm.row, decision.reason or "spend_cap", self.pause_retry_s
+            )
             log.info("batch_paused", batch_id=adm.batch_id, reason=decision.reason)
             return False
         try:
@@ -150,8 +162,15 @@ class Feeder:
             # A row this pipeline cannot turn into a canvas would fail every time: fail it.
             log.exception("row_canvas_failed", batch_id=adm.batch_id, row=adm.row)
             self.guard.release(adm.batch_id, adm.spend_key)
-            self.state.finish(adm.batch_id, adm.row, failure={
-                "step": "-", "code": "canvas_error", "message": f"{type(exc).__name__}: {exc}"})
+            self.state.finish(
+                adm.batch_id,
+                adm.row,
+                failure={
+                    "step": "-",
+                    "code": "canvas_error",
+                    "message": f"{type(exc).__name__}: {exc}",
+                },
+            )
             return False
         try:
             canvas.apply_async()
@@ -170,13 +189,11 @@ class Feeder:
         *earlier* canvas (possibly cancelled with --abandon, its next steps revoked) and
         never the new one. So the row waits until the step has landed in the ledger.
         """
-        entries = ledger_entries(self.state.redis,
-                                 row_step_keys(adm.batch_id, adm.row, info.plan))
+        entries = ledger_entries(self.state.redis, row_step_keys(adm.batch_id, adm.row, info.plan))
         current = next((e for e in entries if e is None or e.state is not State.DONE), None)
         if current is None or current.state is not State.SUBMITTED:
             return False
-        return current.api_task_id is not None and self.continuations.pending(
-            current.api_task_id)
+        return current.api_task_id is not None and self.continuations.pending(current.api_task_id)
 
     def _canvas(self, adm: Admission, info: BatchInfo) -> Signature:
         """The row's canvas, ending in ``row_done``, with ``row_failed`` as its errback."""
@@ -185,12 +202,19 @@ class Feeder:
         assign_task_ids(canvas, adm.batch_id, adm.row, adm.attempt)
         where = {"batch_id": adm.batch_id, "row": adm.row, "attempt": adm.attempt}
         done = self.app.signature(ROW_DONE_TASK, kwargs=where).set(
-            task_id=task_id(adm.batch_id, adm.row, "row_done", adm.attempt))
-        return finish_row_canvas(canvas, done=done,
-                                 failed=self.app.signature(ROW_FAILED_TASK, kwargs=where))
+            task_id=task_id(adm.batch_id, adm.row, "row_done", adm.attempt)
+        )
+        return finish_row_canvas(
+            canvas, done=done, failed=self.app.signature(ROW_FAILED_TASK, kwargs=where)
+        )
 
-    def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.5,
-            stale_after_s: float | None = None) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        idle_sleep_s: float = 0.5,
+        stale_after_s: float | None = None,
+    ) -> None:
         """Feed until ``stop`` is set (the ``feeder`` service, the ``run`` command).
 
         With ``stale_after_s``, rows that stopped moving that long are admitted again
@@ -210,8 +234,7 @@ class Feeder:
             if not admitted:
                 stop.wait(idle_sleep_s)
 
-    def row_ended(self, batch_id: str, row: int,
-                  failure: Mapping[str, str] | None = None) -> bool:
+    def row_ended(self, batch_id: str, row: int, failure: Mapping[str, str] | None = None) -> bool:
         """Record a row's end once, settle its spend, feed the next; False if already known."""
         recorded, held = self.state.finish(batch_id, row, failure=failure)
         if held is not None:

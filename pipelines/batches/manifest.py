@@ -30,9 +30,22 @@ from workers.ledger import State
 from workers.storage import ArtifactStore
 
 MANIFEST_CSV_FIELDS = (
-    "row", "step", "action", "api_task_id", "audio_id", "title", "model", "seed",
-    "duration_s", "elapsed_s", "submitted_at", "finished_at", "artifact_kinds",
-    "storage_keys", "sha256", "sizes",
+    "row",
+    "step",
+    "action",
+    "api_task_id",
+    "audio_id",
+    "title",
+    "model",
+    "seed",
+    "duration_s",
+    "elapsed_s",
+    "submitted_at",
+    "finished_at",
+    "artifact_kinds",
+    "storage_keys",
+    "sha256",
+    "sizes",
 )
 ERROR_FIELDS = ("row", "step", "code", "message")
 _CHUNK_ROWS = 500
@@ -63,51 +76,72 @@ def build_manifest(client: redis.Redis, batch_id: str) -> Manifest:
     plan = BatchInfo.from_record(record).plan
     rows = sorted(state.rows_in(batch_id, "d") + state.rows_in(batch_id, "f"))
     lines = [line for chunk in _chunks(rows) for line in _lines(client, batch_id, chunk, plan)]
-    errors = [{"row": row, **{k: failure.get(k, "") for k in ERROR_FIELDS[1:]}}
-              for row, failure in sorted(state.errors(batch_id).items())]
-    return Manifest(batch_id, record.get("status", "?"), lines, errors,
-                    int(record.get("round", "0")))
+    errors = [
+        {"row": row, **{k: failure.get(k, "") for k in ERROR_FIELDS[1:]}}
+        for row, failure in sorted(state.errors(batch_id).items())
+    ]
+    return Manifest(
+        batch_id, record.get("status", "?"), lines, errors, int(record.get("round", "0"))
+    )
 
 
 def _chunks(rows: list[int]) -> Iterator[list[int]]:
     for start in range(0, len(rows), _CHUNK_ROWS):
-        yield rows[start:start + _CHUNK_ROWS]
+        yield rows[start : start + _CHUNK_ROWS]
 
 
-def _lines(client: redis.Redis, batch_id: str, rows: list[int],
-           plan: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+def _lines(
+    client: redis.Redis, batch_id: str, rows: list[int], plan: list[tuple[str, str]]
+) -> Iterator[dict[str, Any]]:
     keys = [key for row in rows for key in row_step_keys(batch_id, row, plan)]
     entries = iter(ledger_entries(client, keys))
     for row in rows:
         for step, action in plan:
             entry = next(entries)
             if entry is not None and entry.state is State.DONE and entry.result is not None:
-                yield manifest_line(row, step, action, entry.result,
-                                    entry.submitted_at, entry.finished_at)
+                yield manifest_line(
+                    row, step, action, entry.result, entry.submitted_at, entry.finished_at
+                )
 
 
-def manifest_line(row: int, step: str, action: str, result: dict[str, Any],
-                  submitted_at: float | None, finished_at: float | None) -> dict[str, Any]:
+def manifest_line(
+    row: int,
+    step: str,
+    action: str,
+    result: dict[str, Any],
+    submitted_at: float | None,
+    finished_at: float | None,
+) -> dict[str, Any]:
     """One step's manifest entry from its recorded result."""
-    artifacts = [{k: a.get(k) for k in ("kind", "key", "url", "sha256", "size", "content_type")}
-                 for a in result.get("artifacts") or []]
+    artifacts = [
+        {k: a.get(k) for k in ("kind", "key", "url", "sha256", "size", "content_type")}
+        for a in result.get("artifacts") or []
+    ]
     timings = dict(result.get("timings") or {})
     elapsed = (finished_at - submitted_at) if finished_at and submitted_at else None
     return {
-        "row": row, "step": step, "action": action,
-        "api_task_id": result.get("api_task_id"), "audio_id": result.get("audio_id"),
-        "title": result.get("title"), "model": result.get("model"), "seed": result.get("seed"),
+        "row": row,
+        "step": step,
+        "action": action,
+        "api_task_id": result.get("api_task_id"),
+        "audio_id": result.get("audio_id"),
+        "title": result.get("title"),
+        "model": result.get("model"),
+        "seed": result.get("seed"),
         "duration_s": result.get("duration"),
         "elapsed_s": None if elapsed is None else round(elapsed, 3),
-        "submitted_at": submitted_at, "finished_at": finished_at,
-        "artifacts": artifacts, "timings": timings,
+        "submitted_at": submitted_at,
+        "finished_at": finished_at,
+        "artifacts": artifacts,
+        "timings": timings,
     }
 
 
 def to_jsonl(manifest: Manifest) -> bytes:
     """The manifest as JSON lines (one step per line)."""
-    return "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n"
-                   for line in manifest.lines).encode()
+    return "".join(
+        json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in manifest.lines
+    ).encode()
 
 
 def to_csv(manifest: Manifest) -> bytes:
@@ -116,12 +150,15 @@ def to_csv(manifest: Manifest) -> bytes:
     writer = csv.DictWriter(out, fieldnames=MANIFEST_CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for line in manifest.lines:
-        flat = {**line, **{
-            "artifact_kinds": " ".join(str(a["kind"]) for a in line["artifacts"]),
-            "storage_keys": " ".join(str(a["key"]) for a in line["artifacts"]),
-            "sha256": " ".join(str(a["sha256"]) for a in line["artifacts"]),
-            "sizes": " ".join(str(a["size"]) for a in line["artifacts"]),
-        }}
+        flat = {
+            **line,
+            **{
+                "artifact_kinds": " ".join(str(a["kind"]) for a in line["artifacts"]),
+                "storage_keys": " ".join(str(a["key"]) for a in line["artifacts"]),
+                "sha256": " ".join(str(a["sha256"]) for a in line["artifacts"]),
+                "sizes": " ".join(str(a["size"]) for a in line["artifacts"]),
+            },
+        }
         writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in MANIFEST_CSV_FIELDS})
     return out.getvalue().encode()
 
@@ -138,20 +175,26 @@ def errors_csv(manifest: Manifest) -> bytes:
 def file_names(manifest: Manifest) -> dict[str, str]:
     """Local file name -> name in the store (``manifest.rN.jsonl`` after round N)."""
     suffix = f".r{manifest.round}" if manifest.round else ""
-    return {name: name.replace(".", f"{suffix}.", 1)
-            for name in ("manifest.jsonl", "manifest.csv", "errors.csv")}
+    return {
+        name: name.replace(".", f"{suffix}.", 1)
+        for name in ("manifest.jsonl", "manifest.csv", "errors.csv")
+    }
 
 
-def write_manifest(manifest: Manifest, out_dir: Path | None,
-                   store: ArtifactStore | None = None) -> dict[str, str]:
+def write_manifest(
+    manifest: Manifest, out_dir: Path | None, store: ArtifactStore | None = None
+) -> dict[str, str]:
     """Write the three files under ``out_dir`` and, if the batch ended, into ``store``.
 
     Returns where each file went: ``{name: local path, "store:" + name: store URL}``.
     Local files are replaced; stored ones are create-only (an empty manifest, every
     row failed, is not stored: the store refuses empty objects).
     """
-    contents = {"manifest.jsonl": to_jsonl(manifest), "manifest.csv": to_csv(manifest),
-                "errors.csv": errors_csv(manifest)}
+    contents = {
+        "manifest.jsonl": to_jsonl(manifest),
+        "manifest.csv": to_csv(manifest),
+        "errors.csv": errors_csv(manifest),
+    }
     written: dict[str, str] = {}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

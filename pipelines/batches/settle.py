@@ -22,8 +22,9 @@ __all__ = ["paid_since", "settle_rows"]
 _CLOCK_SLACK_S = 0.5
 
 
-def paid_since(entries: list[LedgerEntry | None], plan: list[tuple[str, str]],
-               since: float, prices: PriceTable) -> float:
+def paid_since(
+    entries: list[LedgerEntry | None], plan: list[tuple[str, str]], since: float, prices: PriceTable
+) -> float:
     """Cost of the steps that succeeded at or after ``since`` (the provider bills those)."""
     total = 0.0
     for entry, (_, action) in zip(entries, plan, strict=True):
@@ -33,8 +34,7 @@ def paid_since(entries: list[LedgerEntry | None], plan: list[tuple[str, str]],
     return round(total, 6)
 
 
-def settle_rows(client: redis.Redis, batch_id: str, ended: list[Held],
-                prices: PriceTable) -> None:
+def settle_rows(client: redis.Redis, batch_id: str, ended: list[Held], prices: PriceTable) -> None:
     """Settle the spend holds of admissions that ended, from what the ledger says was paid."""
     record = BatchState(client).record(batch_id)
     if record is None or not ended:

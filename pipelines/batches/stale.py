@@ -47,8 +47,9 @@ def redis_now(feeder: BatchRows) -> float:
 def requeue_stale(feeder: BatchRows, stale_after_s: float) -> int:
     """Let stale rows be admitted again; returns how many."""
     now = redis_now(feeder)
-    old = feeder.state.redis.zrangebyscore(BATCH_WINDOW_KEY, "-inf", now - stale_after_s,
-                                           start=0, num=_SCAN_LIMIT)
+    old = feeder.state.redis.zrangebyscore(
+        BATCH_WINDOW_KEY, "-inf", now - stale_after_s, start=0, num=_SCAN_LIMIT
+    )
     count = 0
     for member in old:
         batch_id, _, row = text(member).rpartition("/")

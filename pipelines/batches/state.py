@@ -182,25 +182,32 @@ class BatchState:
 
     def admit(self, batch_id: str, window: int) -> Admission | NotAdmitted:
         """Admit the next row of ``batch_id``: an :class:`Admission`, or why not."""
-        reply = self._admit(keys=_script_keys(batch_id),
-                            args=[batch_id, window, _SCAN_CHUNK, _SCAN_BUDGET])
+        reply = self._admit(
+            keys=_script_keys(batch_id), args=[batch_id, window, _SCAN_CHUNK, _SCAN_BUDGET]
+        )
         return decode_admit(batch_id, reply)
 
-    def finish(self, batch_id: str, row: int, *, failure: Mapping[str, str] | None = None
-               ) -> tuple[bool, Held | None]:
+    def finish(
+        self, batch_id: str, row: int, *, failure: Mapping[str, str] | None = None
+    ) -> tuple[bool, Held | None]:
         """Record row ``row`` done (or failed with ``failure``); once only.
 
         Returns (recorded, the admission it ended, if it was running).
         """
-        args: list[str | int] = [batch_id, row, "f" if failure else "d",
-                                 json.dumps(failure) if failure else ""]
+        args: list[str | int] = [
+            batch_id,
+            row,
+            "f" if failure else "d",
+            json.dumps(failure) if failure else "",
+        ]
         reply = self._finish(keys=_script_keys(batch_id), args=args)
         if int(reply[0]) != 1:
             return False, None
         return True, _held(reply[2])
 
-    def unadmit(self, batch_id: str, row: int, reason: str,
-                retry_s: float = BATCH_PAUSE_RETRY_S) -> Held | None:
+    def unadmit(
+        self, batch_id: str, row: int, reason: str, retry_s: float = BATCH_PAUSE_RETRY_S
+    ) -> Held | None:
         """Give an admitted row back (its spend was refused) and pause the batch."""
         _, held = self._run_rows(batch_id, "unadmit", row, reason, retry_s)
         return held[0] if held else None

@@ -32,8 +32,9 @@ def _float(record: dict[str, str], name: str) -> float | None:
 
 
 def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(
-        timespec="seconds")
+    return (
+        None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    )
 
 
 def counts_of(record: dict[str, str]) -> dict[str, int]:
@@ -58,8 +59,9 @@ def throughput_per_min(per_minute: dict[int, int], record: dict[str, str], now: 
     return finished / span_s * 60.0
 
 
-def batch_status(client: redis.Redis, batch_id: str, *, now: float | None = None
-                 ) -> dict[str, Any] | None:
+def batch_status(
+    client: redis.Redis, batch_id: str, *, now: float | None = None
+) -> dict[str, Any] | None:
     """The status of one batch as plain data, or None if it does not exist."""
     state = BatchState(client)
     record = state.record(batch_id)
@@ -72,16 +74,25 @@ def batch_status(client: redis.Redis, batch_id: str, *, now: float | None = None
     spend = SpendGuard(client).status(batch_id)
     started, finished = _float(record, "started_at"), _float(record, "finished_at")
     return {
-        "batch_id": batch_id, "pipeline": record.get("pipeline"),
-        "status": record.get("status"), "paused_reason": record.get("paused_reason"),
-        "origin": record.get("origin"), "source": record.get("source"),
-        "rows": int(record.get("rows_total", "0")), "rejected": int(record.get("rejected", "0")),
+        "batch_id": batch_id,
+        "pipeline": record.get("pipeline"),
+        "status": record.get("status"),
+        "paused_reason": record.get("paused_reason"),
+        "origin": record.get("origin"),
+        "source": record.get("source"),
+        "rows": int(record.get("rows_total", "0")),
+        "rejected": int(record.get("rejected", "0")),
         "counts": counts,
         "throughput_rows_per_min": round(rate, 2),
         "eta_s": round(left / rate * 60.0, 1) if rate > 0 and left else (0.0 if not left else None),
-        "spend": {"spent": spend.spent, "reserved": spend.reserved,
-                  "cap": _float(record, "max_spend"), "currency": record.get("currency", "")},
-        "created_at": _iso(_float(record, "created_at")), "started_at": _iso(started),
+        "spend": {
+            "spent": spend.spent,
+            "reserved": spend.reserved,
+            "cap": _float(record, "max_spend"),
+            "currency": record.get("currency", ""),
+        },
+        "created_at": _iso(_float(record, "created_at")),
+        "started_at": _iso(started),
         "finished_at": _iso(finished),
         "elapsed_s": None if started is None else round((finished or now) - started, 1),
     }
@@ -105,18 +116,23 @@ def status_line(status: dict[str, Any]) -> str:
     """One line: status (and pause reason), counts, throughput, ETA."""
     c = status["counts"]
     reason = f" ({status['paused_reason']})" if status.get("paused_reason") else ""
-    return (f"{status['status']}{reason}: {c['done']} done, {c['failed']} failed, "
-            f"{c['running']} running, {c['pending']} pending, {c['cancelled']} cancelled"
-            f" | {status['throughput_rows_per_min']:g} rows/min, "
-            f"ETA {_duration(status['eta_s'])}")
+    return (
+        f"{status['status']}{reason}: {c['done']} done, {c['failed']} failed, "
+        f"{c['running']} running, {c['pending']} pending, {c['cancelled']} cancelled"
+        f" | {status['throughput_rows_per_min']:g} rows/min, "
+        f"ETA {_duration(status['eta_s'])}"
+    )
 
 
 def render_status(status: dict[str, Any]) -> RenderableType:
     """A progress bar and a table of one batch, for a terminal."""
     c, total = status["counts"], max(status["rows"], 1)
     bar = ProgressBar(total=total, completed=c["done"] + c["failed"] + c["cancelled"], width=50)
-    head = Text.assemble((f"{status['batch_id']} ", "bold"), f"({status['pipeline']}) ",
-                         f"{c['done'] + c['failed']}/{status['rows']} rows")
+    head = Text.assemble(
+        (f"{status['batch_id']} ", "bold"),
+        f"({status['pipeline']}) ",
+        f"{c['done'] + c['failed']}/{status['rows']} rows",
+    )
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
@@ -124,11 +140,16 @@ def render_status(status: dict[str, Any]) -> RenderableType:
     cap = "no cap" if spend["cap"] is None else f"cap {spend['cap']:g}"
     for name, value in (
         ("status", status_line(status)),
-        ("spend", f"{spend['spent']:g} spent, {spend['reserved']:g} reserved, {cap} "
-                  f"{spend['currency']}"),
-        ("times", f"created {status['created_at']}, started {status['started_at'] or '-'}, "
-                  f"finished {status['finished_at'] or '-'}, "
-                  f"elapsed {_duration(status['elapsed_s'])}"),
+        (
+            "spend",
+            f"{spend['spent']:g} spent, {spend['reserved']:g} reserved, {cap} {spend['currency']}",
+        ),
+        (
+            "times",
+            f"created {status['created_at']}, started {status['started_at'] or '-'}, "
+            f"finished {status['finished_at'] or '-'}, "
+            f"elapsed {_duration(status['elapsed_s'])}",
+        ),
     ):
         table.add_row(name, value)
     return Group(head, bar, table)
@@ -144,7 +165,15 @@ def render_list(statuses: list[dict[str, Any]]) -> Table:
         table.add_column(column, justify="right")
     for s in statuses:
         c = s["counts"]
-        table.add_row(s["batch_id"], s["pipeline"], s["status"], f"{c['done']}/{s['rows']}",
-                      str(c["failed"]), str(c["running"]), f"{s['throughput_rows_per_min']:g}",
-                      _duration(s["eta_s"]), f"{s['spend']['spent']:g}")
+        table.add_row(
+            s["batch_id"],
+            s["pipeline"],
+            s["status"],
+            f"{c['done']}/{s['rows']}",
+            str(c["failed"]),
+            str(c["running"]),
+            f"{s['throughput_rows_per_min']:g}",
+            _duration(s["eta_s"]),
+            f"{s['spend']['spent']:g}",
+        )
     return table

@@ -98,8 +98,10 @@ def new_batch_id(now: datetime | None = None) -> str:
 def validate_batch_id(batch_id: str) -> str:
     """Return ``batch_id`` if it is a safe id, else raise :class:`BatchIdError`."""
     if not BATCH_ID_PATTERN.fullmatch(batch_id) or ".." in batch_id:
-        raise BatchIdError(f"invalid batch id {batch_id!r}: use 1-100 letters, digits and "
-                           "'_.=+@,-', starting with a letter or digit (e.g. b-20261124-01)")
+        raise BatchIdError(
+            f"invalid batch id {batch_id!r}: use 1-100 letters, digits and "
+            "'_.=+@,-', starting with a letter or digit (e.g. b-20261124-01)"
+        )
     return batch_id
 
 
@@ -128,11 +130,17 @@ class _Collected:
         fingerprint = hashlib.blake2b(encoded, digest_size=16).digest()
         earlier = self.seen.setdefault(fingerprint, record.row)
         if earlier != record.row:
-            self.warnings.append(RowError(record.row, None, f"same cells as row {earlier} "
-                                          "(allowed: each row is generated and paid for)"))
+            self.warnings.append(
+                RowError(
+                    record.row,
+                    None,
+                    f"same cells as row {earlier} (allowed: each row is generated and paid for)",
+                )
+            )
 
-    def _reject(self, row: int, line: int | None, cells: dict[str, str],
-                problems: list[RowError]) -> None:
+    def _reject(
+        self, row: int, line: int | None, cells: dict[str, str], problems: list[RowError]
+    ) -> None:
         self.errors.extend(problems)
         self.rejected.append(RejectedRow(row, line, cells, problems))
 
@@ -145,9 +153,16 @@ class _Collected:
 
 
 def submit_batch(
-    redis_client: redis.Redis, *, source: str, pipeline: PipelineSpec,
-    prices: PriceTable, batch_id: str | None = None, skip_invalid: bool = False,
-    max_spend: float | None = None, store: ArtifactStore | None = None, origin: str = "cli",
+    redis_client: redis.Redis,
+    *,
+    source: str,
+    pipeline: PipelineSpec,
+    prices: PriceTable,
+    batch_id: str | None = None,
+    skip_invalid: bool = False,
+    max_spend: float | None = None,
+    store: ArtifactStore | None = None,
+    origin: str = "cli",
 ) -> SubmitReport:
     """Validate ``source`` (a path, or a URL in ``store``) for ``pipeline`` and queue it.
 
@@ -158,17 +173,30 @@ def submit_batch(
     ``errors`` lists every problem (row 0 = the file itself). Raises
     :class:`BatchIdError` for a malformed id or one used by another pipeline or CSV.
     """
-    report, collected = check_csv(source, pipeline, batch_id=batch_id,
-                                  skip_invalid=skip_invalid, store=store)
+    report, collected = check_csv(
+        source, pipeline, batch_id=batch_id, skip_invalid=skip_invalid, store=store
+    )
     if report.refused is None:
-        _write_or_resume(BatchState(redis_client), report, collected, pipeline, prices,
-                         source=source, max_spend=max_spend, origin=origin)
+        _write_or_resume(
+            BatchState(redis_client),
+            report,
+            collected,
+            pipeline,
+            prices,
+            source=source,
+            max_spend=max_spend,
+            origin=origin,
+        )
     return report
 
 
 def check_csv(
-    source: str, pipeline: PipelineSpec, *, batch_id: str | None = None,
-    skip_invalid: bool = False, store: ArtifactStore | None = None,
+    source: str,
+    pipeline: PipelineSpec,
+    *,
+    batch_id: str | None = None,
+    skip_invalid: bool = False,
+    store: ArtifactStore | None = None,
 ) -> tuple[SubmitReport, _Collected]:
     """Read and validate every row of ``source``, writing nothing (also ``--dry-run``)."""
     batch_id = validate_batch_id(batch_id) if batch_id else new_batch_id()
@@ -194,33 +222,58 @@ def _fill_report(
     if not collected.cells:
         report.refused = "no valid rows"
     elif collected.rejected and not skip_invalid:
-        report.refused = (f"{report.rejected} invalid row(s); fix them or pass "
-                          "--skip-invalid to submit the valid rows only")
+        report.refused = (
+            f"{report.rejected} invalid row(s); fix them or pass "
+            "--skip-invalid to submit the valid rows only"
+        )
     # Accepted means "would be (or was) queued": what a dry run reports too.
     report.accepted = 0 if report.refused else len(collected.cells)
 
 
 def _write_or_resume(
-    state: BatchState, report: SubmitReport, collected: _Collected, spec: PipelineSpec,
-    prices: PriceTable, *, source: str, max_spend: float | None, origin: str,
+    state: BatchState,
+    report: SubmitReport,
+    collected: _Collected,
+    spec: PipelineSpec,
+    prices: PriceTable,
+    *,
+    source: str,
+    max_spend: float | None,
+    origin: str,
 ) -> None:
     digest = collected.digest(spec, report.columns)
     existing = state.record(report.batch_id)
     if existing is None:
-        _write(state, report.batch_id, collected, spec, report.columns, prices, digest=digest,
-               source=source, max_spend=max_spend, origin=origin)
+        _write(
+            state,
+            report.batch_id,
+            collected,
+            spec,
+            report.columns,
+            prices,
+            digest=digest,
+            source=source,
+            max_spend=max_spend,
+            origin=origin,
+        )
         return
     if existing.get("digest") != digest:
-        what = ("pipeline " + existing.get("pipeline", "?")
-                if existing.get("pipeline") != spec.name else "other rows")
-        raise BatchIdError(f"batch {report.batch_id} already exists with {what}; use another "
-                           "--batch-id, or the same CSV and pipeline to resume it")
+        what = (
+            "pipeline " + existing.get("pipeline", "?")
+            if existing.get("pipeline") != spec.name
+            else "other rows"
+        )
+        raise BatchIdError(
+            f"batch {report.batch_id} already exists with {what}; use another "
+            "--batch-id, or the same CSV and pipeline to resume it"
+        )
     report.resumed = True
     report.status = resume_batch(state, report.batch_id, prices=prices, max_spend=max_spend)
 
 
-def resume_batch(state: BatchState, batch_id: str, *, prices: PriceTable,
-                 max_spend: float | None = None) -> str:
+def resume_batch(
+    state: BatchState, batch_id: str, *, prices: PriceTable, max_spend: float | None = None
+) -> str:
     """Run again what is not done in ``batch_id``; returns its status afterwards.
 
     Rows that were running are ended first; their spend is settled at ``prices``.
@@ -242,9 +295,17 @@ def new_round(state: BatchState, batch_id: str, before: str | None, after: str) 
 
 
 def _write(
-    state: BatchState, batch_id: str, collected: _Collected, spec: PipelineSpec,
-    columns: list[str], prices: PriceTable, *, digest: str, source: str,
-    max_spend: float | None, origin: str,
+    state: BatchState,
+    batch_id: str,
+    collected: _Collected,
+    spec: PipelineSpec,
+    columns: list[str],
+    prices: PriceTable,
+    *,
+    digest: str,
+    source: str,
+    max_spend: float | None,
+    origin: str,
 ) -> None:
     """Rows first (under a TTL), then the record in one transaction that keeps them."""
     client = state.redis
@@ -283,19 +344,39 @@ def _chunks(cells: dict[int, bytes]) -> Iterator[dict[str, bytes]]:
 
 
 def _record_fields(
-    batch_id: str, collected: _Collected, spec: PipelineSpec, columns: list[str],
-    prices: PriceTable, digest: str, source: str, origin: str,
+    batch_id: str,
+    collected: _Collected,
+    spec: PipelineSpec,
+    columns: list[str],
+    prices: PriceTable,
+    digest: str,
+    source: str,
+    origin: str,
 ) -> dict[str, str]:
     first_row = min(collected.cells)
     assert collected.first is not None  # there is an accepted row
     plan = step_plan(build_row_canvas(spec, collected.first, batch_id=batch_id, row=first_row))
     return {
-        "id": batch_id, "pipeline": spec.name, "spec": spec.model_dump_json(),
-        "plan": json.dumps(plan), "columns": json.dumps(columns), "source": source,
-        "origin": origin, "digest": digest, "created_at": f"{time.time():.6f}",
-        "status": "queued", "rows_total": str(len(collected.cells)),
-        "rejected": str(len(collected.rejected)), "max_row": str(max(collected.cells)),
-        "row_cost": repr(prices.row_cost(spec)), "currency": prices.currency,
-        "cursor": "0", "admissions": "0", "pending": str(len(collected.cells)),
-        "running": "0", "done": "0", "failed": "0", "cancelled": "0",
+        "id": batch_id,
+        "pipeline": spec.name,
+        "spec": spec.model_dump_json(),
+        "plan": json.dumps(plan),
+        "columns": json.dumps(columns),
+        "source": source,
+        "origin": origin,
+        "digest": digest,
+        "created_at": f"{time.time():.6f}",
+        "status": "queued",
+        "rows_total": str(len(collected.cells)),
+        "rejected": str(len(collected.rejected)),
+        "max_row": str(max(collected.cells)),
+        "row_cost": repr(prices.row_cost(spec)),
+        "currency": prices.currency,
+        "cursor": "0",
+        "admissions": "0",
+        "pending": str(len(collected.cells)),
+        "running": "0",
+        "done": "0",
+        "failed": "0",
+        "cancelled": "0",
     }

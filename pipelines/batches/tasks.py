@@ -53,8 +53,15 @@ def feeder_for(svc: Services, app: Celery, *, window: int | None = None) -> Feed
     configured global cap."""
     prices = PriceTable.load(svc.settings.prices_file)
     cap = prices.parse_cap(svc.settings.global_spend_cap)
-    return Feeder(svc.redis, app, limiter=svc.limiter, token_id=svc.token_id, prices=prices,
-                  global_cap=cap, window=window)
+    return Feeder(
+        svc.redis,
+        app,
+        limiter=svc.limiter,
+        token_id=svc.token_id,
+        prices=prices,
+        global_cap=cap,
+        window=window,
+    )
 
 
 def _row_done(_result: Any = None, *, batch_id: str, row: int, attempt: int, **_: Any) -> bool:
@@ -65,8 +72,16 @@ def _row_done(_result: Any = None, *, batch_id: str, row: int, attempt: int, **_
     return recorded
 
 
-def _row_failed(request: Any = None, exc: Any = None, traceback: Any = None, *,
-                batch_id: str, row: int, attempt: int, **_: Any) -> bool:
+def _row_failed(
+    request: Any = None,
+    exc: Any = None,
+    traceback: Any = None,
+    *,
+    batch_id: str,
+    row: int,
+    attempt: int,
+    **_: Any,
+) -> bool:
     """A step of the row failed for good: record the failure (step, code, message) once."""
     del request, traceback
     feeder = process_feeder()
@@ -74,13 +89,24 @@ def _row_failed(request: Any = None, exc: Any = None, traceback: Any = None, *,
     plan: list[tuple[str, str]] = info.plan if isinstance(info, BatchInfo) else []
     failure = failure_of(feeder.state.redis, batch_id, row, plan, exc)
     recorded = feeder.row_ended(batch_id, row, failure=failure)
-    log.info("batch_row_failed", batch_id=batch_id, row=row, attempt=attempt,
-             recorded=recorded, **failure)
+    log.info(
+        "batch_row_failed",
+        batch_id=batch_id,
+        row=row,
+        attempt=attempt,
+        recorded=recorded,
+        **failure,
+    )
     return recorded
 
 
 # A Redis hiccup must not turn a finished row into a failed one: retry the bookkeeping.
-row_done: Task = shared_task(name=ROW_DONE_TASK, acks_late=True, autoretry_for=(RedisError,),
-                             retry_backoff=True, max_retries=10, base=ProducerTask)(_row_done)
-row_failed: Task = shared_task(name=ROW_FAILED_TASK, acks_late=True,
-                               base=ProducerTask)(_row_failed)
+row_done: Task = shared_task(
+    name=ROW_DONE_TASK,
+    acks_late=True,
+    autoretry_for=(RedisError,),
+    retry_backoff=True,
+    max_retries=10,
+    base=ProducerTask,
+)(_row_done)
+row_failed: Task = shared_task(name=ROW_FAILED_TASK, acks_late=True, base=ProducerTask)(_row_failed)

@@ -44,8 +44,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: <message>`` on stderr and return the exit to raise (``raise fail(...)``)."""
     # No wrapping and no markup: scripts and tests read the message as written.
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", soft_wrap=True,
-                               highlight=False)
+    Console(stderr=True).print(
+        f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False
+    )
     return typer.Exit(code)
 
 

@@ -39,8 +39,12 @@ REPORT_LINES = 50
 """Problems printed on the terminal; the errors file has them all."""
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline name.")]
-PipelinesFileOpt = Annotated[Path | None, typer.Option(
-    "--pipelines", help="Pipelines file (default: built-ins + PRODUCER_PIPELINES_FILE).")]
+PipelinesFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pipelines", help="Pipelines file (default: built-ins + PRODUCER_PIPELINES_FILE)."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -56,8 +60,11 @@ def register(app: typer.Typer) -> None:
 
 def redis_client(config: Settings) -> redis.Redis:
     """The fleet's Redis; exits with a clear message when REDIS_URL is unset."""
-    return open_redis(config, "REDIS_URL is not set: batches live in the fleet's Redis "
-                              "(or use `producer-batch run`, which starts its own)")
+    return open_redis(
+        config,
+        "REDIS_URL is not set: batches live in the fleet's Redis "
+        "(or use `producer-batch run`, which starts its own)",
+    )
 
 
 def load_pipeline(name: str, path: Path | None) -> PipelineSpec:
@@ -117,29 +124,66 @@ def submit(
     """Validate a CSV and queue it as a batch (or resume one); the feeder runs it."""
     config = settings()
     spec = load_pipeline(pipeline, pipelines or config.pipelines_file)
-    report = _submit_or_check(csv_path, spec, config, batch_id=resume or batch_id,
-                              resume=resume is not None, skip_invalid=skip_invalid,
-                              max_spend=parse_spend(max_spend, config), dry_run=dry_run)
-    finish_submit(report, spec, config, csv_path=csv_path, errors_file=errors_file,
-                  skip_invalid=skip_invalid, dry_run=dry_run, as_json=as_json)
+    report = _submit_or_check(
+        csv_path,
+        spec,
+        config,
+        batch_id=resume or batch_id,
+        resume=resume is not None,
+        skip_invalid=skip_invalid,
+        max_spend=parse_spend(max_spend, config),
+        dry_run=dry_run,
+    )
+    finish_submit(
+        report,
+        spec,
+        config,
+        csv_path=csv_path,
+        errors_file=errors_file,
+        skip_invalid=skip_invalid,
+        dry_run=dry_run,
+        as_json=as_json,
+    )
 
 
-def _submit_or_check(source: str, spec: PipelineSpec, config: Settings, *,
-                     batch_id: str | None, resume: bool, skip_invalid: bool,
-                     max_spend: float | None, dry_run: bool) -> SubmitReport:
+def _submit_or_check(
+    source: str,
+    spec: PipelineSpec,
+    config: Settings,
+    *,
+    batch_id: str | None,
+    resume: bool,
+    skip_invalid: bool,
+    max_spend: float | None,
+    dry_run: bool,
+) -> SubmitReport:
     if dry_run:
         return check_csv(source, spec, batch_id=batch_id, skip_invalid=skip_invalid)[0]
     client = redis_client(config)
     if resume and batch_id and BatchState(client).record(batch_id) is None:
         raise fail(f"no batch {batch_id} to resume")
-    return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                        skip_invalid=skip_invalid, max_spend=max_spend,
-                        prices=PriceTable.load(config.prices_file))
+    return submit_batch(
+        client,
+        source=source,
+        pipeline=spec,
+        batch_id=batch_id,
+        skip_invalid=skip_invalid,
+        max_spend=max_spend,
+        prices=PriceTable.load(config.prices_file),
+    )
 
 
-def finish_submit(report: SubmitReport, spec: PipelineSpec, config: Settings, *,
-                  csv_path: str, errors_file: Path | None, skip_invalid: bool,
-                  dry_run: bool, as_json: bool) -> None:
+def finish_submit(
+    report: SubmitReport,
+    spec: PipelineSpec,
+    config: Settings,
+    *,
+    csv_path: str,
+    errors_file: Path | None,
+    skip_invalid: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Print the report (and estimate), write the errors file; exit 2 when refused."""
     print_report(report)
     if report.rejected_rows and (skip_invalid or errors_file is not None):
@@ -152,22 +196,37 @@ def finish_submit(report: SubmitReport, spec: PipelineSpec, config: Settings, *,
     if dry_run:
         _print_estimate(spec, rows, config, as_json)
         return
-    summary = {"batch_id": report.batch_id, "accepted": rows, "rejected": report.rejected,
-               "resumed": report.resumed, "status": report.status}
+    summary = {
+        "batch_id": report.batch_id,
+        "accepted": rows,
+        "rejected": report.rejected,
+        "resumed": report.resumed,
+        "status": report.status,
+    }
     if as_json:
         typer.echo(json.dumps(summary))
         return
     verb = "resumed" if report.resumed else "queued"
-    typer.echo(f"batch {report.batch_id} {verb}: {rows} rows ({report.rejected} rejected), "
-               f"status {report.status}")
+    typer.echo(
+        f"batch {report.batch_id} {verb}: {rows} rows ({report.rejected} rejected), "
+        f"status {report.status}"
+    )
 
 
 def _print_estimate(spec: PipelineSpec, rows: int, config: Settings, as_json: bool) -> None:
     est = estimate(spec, rows, PriceTable.load(config.prices_file))
     if as_json:
-        typer.echo(json.dumps({"rows": rows, "calls_per_step": est.calls_per_step,
-                               "calls": est.calls, "cost": est.cost,
-                               "currency": est.currency}))
+        typer.echo(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "calls_per_step": est.calls_per_step,
+                    "calls": est.calls,
+                    "cost": est.cost,
+                    "currency": est.currency,
+                }
+            )
+        )
         return
     table = Table(title=f"dry run: {spec.name}, nothing submitted")
     for column in ("step", "action", "calls", "unit price", "cost"):
@@ -211,6 +270,7 @@ def show_status(data: Any, as_json: bool) -> None:
 
 def follow(snapshot: Any, as_json: bool, interval: float) -> None:
     """Refresh until the batch ends (JSON: one line per refresh); Ctrl-C stops (exit 130)."""
+
     def ended(data: Any) -> bool:
         return isinstance(data, dict) and data["status"] in FINAL_STATUSES
 
@@ -221,13 +281,17 @@ def follow(snapshot: Any, as_json: bool, interval: float) -> None:
         typer.echo(json.dumps(data))
         return
     data = snapshot()
-    with Live(render_list(data) if isinstance(data, list) else render_status(data),
-              console=Console(), auto_refresh=False) as live:
+    with Live(
+        render_list(data) if isinstance(data, list) else render_status(data),
+        console=Console(),
+        auto_refresh=False,
+    ) as live:
         while not ended(data):
             time.sleep(interval)
             data = snapshot()
-            live.update(render_list(data) if isinstance(data, list)
-                        else render_status(data), refresh=True)
+            live.update(
+                render_list(data) if isinstance(data, list) else render_status(data), refresh=True
+            )
 
 
 def results(
@@ -249,8 +313,10 @@ def results(
     for name, where in written.items():
         typer.echo(f"{name}: {where}")
     if not manifest.final:
-        err.print(f"[yellow]batch {batch_id} is {manifest.status}: partial results, "
-                  "not written into the store yet[/yellow]")
+        err.print(
+            f"[yellow]batch {batch_id} is {manifest.status}: partial results, "
+            "not written into the store yet[/yellow]"
+        )
     typer.echo(f"{len(manifest.lines)} steps, {len(manifest.errors)} failed rows")
 
 
@@ -263,8 +329,13 @@ def cancel(
 
     try:
         config = settings()
-        new_status = cancel_batch(redis_client(config), app, batch_id, abandon=abandon,
-                                  prices=PriceTable.load(config.prices_file))
+        new_status = cancel_batch(
+            redis_client(config),
+            app,
+            batch_id,
+            abandon=abandon,
+            prices=PriceTable.load(config.prices_file),
+        )
     except KeyError:
         raise fail(f"no batch {batch_id}") from None
     typer.echo(f"batch {batch_id}: {new_status}")
@@ -280,10 +351,15 @@ def retry_failed_cmd(batch_id: Annotated[str, typer.Argument(help="Batch id.")])
 
 
 def feeder(
-    window: Annotated[int | None, typer.Option(
-        min=0, help="Rows in flight for the whole fleet (0: back to the in-flight cap).")] = None,
-    global_max_spend: Annotated[str | None, typer.Option(
-        help="Fleet-wide spend cap, e.g. '100 USD' (kept in Redis).")] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Rows in flight for the whole fleet (0: back to the in-flight cap)."
+        ),
+    ] = None,
+    global_max_spend: Annotated[
+        str | None, typer.Option(help="Fleet-wide spend cap, e.g. '100 USD' (kept in Redis).")
+    ] = None,
 ) -> None:
     """Feed batch rows to the workers as capacity allows (run one or more)."""
     from pipelines.app import app

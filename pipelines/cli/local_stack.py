@@ -57,8 +57,12 @@ class LocalStack:
 def emulator_config(*, time_scale: float, sample_rate: int = 16000) -> EmulatorConfig:
     """The emulator a local run uses: fast songs, real media, generous limits."""
     return EmulatorConfig(
-        tokens=[EMULATOR_TOKEN], time_scale=time_scale, sample_rate=sample_rate,
-        submit_rate_per_s=None, poll_rate_per_s=None, max_concurrency=None,
+        tokens=[EMULATOR_TOKEN],
+        time_scale=time_scale,
+        sample_rate=sample_rate,
+        submit_rate_per_s=None,
+        poll_rate_per_s=None,
+        max_concurrency=None,
     )
 
 
@@ -91,9 +95,14 @@ def local_stack(
 def _with_emulator(settings: Settings, url: str) -> Settings:
     # The emulator finishes songs in seconds, so poll it often; its own limits are off.
     update: dict[str, Any] = {
-        "api_token": EMULATOR_TOKEN, "base_url": url, "poll_first_after_s": 0.5,
-        "poll_max_interval_s": 1.0, "poll_rate_per_s": 20.0, "submit_rate_per_s": 20.0,
-        "submit_burst": 20.0, "max_in_flight": 100,
+        "api_token": EMULATOR_TOKEN,
+        "base_url": url,
+        "poll_first_after_s": 0.5,
+        "poll_max_interval_s": 1.0,
+        "poll_rate_per_s": 20.0,
+        "submit_rate_per_s": 20.0,
+        "submit_burst": 20.0,
+        "max_in_flight": 100,
     }
     return Settings.model_validate({**settings.model_dump(), **update})
 
@@ -109,8 +118,12 @@ def _worker_thread(app: Celery, concurrency: int) -> Iterator[WorkController]:
     app.set_current()
     app.set_default()
     worker = app.WorkController(
-        concurrency=concurrency, pool="threads", loglevel="WARNING",
-        without_heartbeat=True, without_mingle=True, without_gossip=True,
+        concurrency=concurrency,
+        pool="threads",
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
     )
     thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
     thread.start()
@@ -127,8 +140,9 @@ def _worker_thread(app: Celery, concurrency: int) -> Iterator[WorkController]:
 def _poller_thread(services: Services, app: Celery) -> Iterator[None]:
     stop = threading.Event()
     poller = poller_for(services, app)
-    thread = threading.Thread(target=poller.run, args=(stop,), kwargs={"idle_sleep_s": 0.1},
-                              name="poller", daemon=True)
+    thread = threading.Thread(
+        target=poller.run, args=(stop,), kwargs={"idle_sleep_s": 0.1}, name="poller", daemon=True
+    )
     thread.start()
     try:
         yield

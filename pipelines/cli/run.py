@@ -55,10 +55,15 @@ def run(
     skip_invalid: Annotated[bool, typer.Option(help="Run the valid rows only.")] = False,
     errors_file: Annotated[Path | None, typer.Option(help="Where rejected rows go.")] = None,
     max_spend: Annotated[str | None, typer.Option(help="Cap for this batch, e.g. '5 USD'.")] = None,
-    out: Annotated[Path | None, typer.Option(
-        help="Folder for results (default: PRODUCER_STORAGE_URL, ./producer-results).")] = None,
-    time_scale: Annotated[float, typer.Option(help="Emulator speed-up (0.05: 40 s -> 2 s).")
-                          ] = 0.05,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for results (default: PRODUCER_STORAGE_URL, ./producer-results)."
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Emulator speed-up (0.05: 40 s -> 2 s).")
+    ] = 0.05,
     concurrency: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 4,
     pipelines: PipelinesFileOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
@@ -72,14 +77,25 @@ def run(
         config = config.model_copy(update={"storage_url": f"file://{out.resolve()}"})
     spec = load_pipeline(pipeline, pipelines or config.pipelines_file)
     cap = parse_spend(max_spend, config)
-    with _interrupts(), local_stack(config, time_scale=time_scale,
-                                                   concurrency=concurrency) as stack:
+    with (
+        _interrupts(),
+        local_stack(config, time_scale=time_scale, concurrency=concurrency) as stack,
+    ):
         for name, where in stack.describe().items():
             err.print(f"[dim]{name}:[/] {where}")
-        report = _submit(stack, spec, csv_path, batch_id or resume, resume is not None,
-                         skip_invalid, cap)
-        finish_submit(report, spec, stack.settings, csv_path=csv_path, errors_file=errors_file,
-                      skip_invalid=skip_invalid, dry_run=False, as_json=False)
+        report = _submit(
+            stack, spec, csv_path, batch_id or resume, resume is not None, skip_invalid, cap
+        )
+        finish_submit(
+            report,
+            spec,
+            stack.settings,
+            csv_path=csv_path,
+            errors_file=errors_file,
+            skip_invalid=skip_invalid,
+            dry_run=False,
+            as_json=False,
+        )
         final = _feed_and_watch(stack, report.batch_id)
         written = _write_manifest(stack, report.batch_id)
     _summary(final, written, stack.services.store.url, report.rejected)
@@ -105,8 +121,15 @@ def _interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bool,
-            skip_invalid: bool, cap: float | None) -> Any:
+def _submit(
+    stack: Any,
+    spec: Any,
+    source: str,
+    batch_id: str | None,
+    resume: bool,
+    skip_invalid: bool,
+    cap: float | None,
+) -> Any:
     from pipelines.batches.state import BatchState
     from pipelines.batches.submit import submit_batch
     from pipelines.spend.prices import PriceTable
@@ -115,9 +138,16 @@ def _submit(stack: Any, spec: Any, source: str, batch_id: str | None, resume: bo
     if resume and batch_id and BatchState(client).record(batch_id) is None:
         raise fail(f"no batch {batch_id} to resume (is REDIS_URL the one it ran on?)")
     # A bad batch id (BatchIdError) exits 2 through handle_errors, after the stack stops.
-    return submit_batch(client, source=source, pipeline=spec, batch_id=batch_id,
-                        skip_invalid=skip_invalid, max_spend=cap, store=stack.services.store,
-                        prices=PriceTable.load(stack.services.settings.prices_file))
+    return submit_batch(
+        client,
+        source=source,
+        pipeline=spec,
+        batch_id=batch_id,
+        skip_invalid=skip_invalid,
+        max_spend=cap,
+        store=stack.services.store,
+        prices=PriceTable.load(stack.services.settings.prices_file),
+    )
 
 
 def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
@@ -126,8 +156,9 @@ def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
 
     feeder = feeder_for(stack.services, stack.app)
     stop = threading.Event()
-    thread = threading.Thread(target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.2},
-                              name="feeder", daemon=True)
+    thread = threading.Thread(
+        target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.2}, name="feeder", daemon=True
+    )
     thread.start()
     try:
         return _watch(stack.services.redis, batch_id)
@@ -138,8 +169,13 @@ def _feed_and_watch(stack: Any, batch_id: str) -> dict[str, Any]:
 
 def _watch(client: Any, batch_id: str) -> dict[str, Any]:
     status = _status(client, batch_id)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[line]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[line]}"),
+        TimeElapsedColumn(),
+    )
     tty = sys.stderr.isatty()
     last_plain = 0.0
     with Progress(*columns, console=err, disable=not tty) as progress:
@@ -148,8 +184,9 @@ def _watch(client: Any, batch_id: str) -> dict[str, Any]:
             time.sleep(0.25)
             status = _status(client, batch_id)
             c = status["counts"]
-            progress.update(task, completed=c["done"] + c["failed"] + c["cancelled"],
-                            line=status_line(status))
+            progress.update(
+                task, completed=c["done"] + c["failed"] + c["cancelled"], line=status_line(status)
+            )
             if not tty and time.monotonic() - last_plain > _PLAIN_EVERY_S:
                 err.print(status_line(status))
                 last_plain = time.monotonic()
@@ -166,12 +203,14 @@ def _status(client: Any, batch_id: str) -> dict[str, Any]:
 def _write_manifest(stack: Any, batch_id: str) -> dict[str, str]:
     from pipelines.batches.manifest import build_manifest, write_manifest
 
-    return write_manifest(build_manifest(stack.services.redis, batch_id), None,
-                          stack.services.store)
+    return write_manifest(
+        build_manifest(stack.services.redis, batch_id), None, stack.services.store
+    )
 
 
-def _summary(status: dict[str, Any], written: dict[str, str], store_url: str,
-             rejected: int) -> None:
+def _summary(
+    status: dict[str, Any], written: dict[str, str], store_url: str, rejected: int
+) -> None:
     c = status["counts"]
     table = Table(title=f"batch {status['batch_id']} ({status['pipeline']}): {status['status']}")
     table.add_column("what")
@@ -180,12 +219,13 @@ def _summary(status: dict[str, Any], written: dict[str, str], store_url: str,
     for what, value in (
         ("rows", f"{status['rows']} ({rejected} rejected at submit)"),
         ("done / failed / cancelled", f"{c['done']} / {c['failed']} / {c['cancelled']}"),
-        ("elapsed", f"{status['elapsed_s'] or 0:.1f}s, {status['throughput_rows_per_min']:g} "
-                    "rows/min"),
+        (
+            "elapsed",
+            f"{status['elapsed_s'] or 0:.1f}s, {status['throughput_rows_per_min']:g} rows/min",
+        ),
         ("spent", f"{spend['spent']:g} {spend['currency']}"),
         ("results", f"{store_url}/{status['batch_id']}/"),
         *((name.removeprefix("store:"), where) for name, where in written.items()),
     ):
         table.add_row(what, value)
     Console().print(table)
-

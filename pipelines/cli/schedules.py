@@ -63,7 +63,9 @@ def _summary(store: ScheduleStore, spec: ScheduleSpec) -> dict[str, Any]:
     state = store.state(spec.name)
     last = state.last_run if state is not None else None
     return {
-        **spec.model_dump(), "when": spec.when, "next_run": _iso(store.next_run(spec)),
+        **spec.model_dump(),
+        "when": spec.when,
+        "next_run": _iso(store.next_run(spec)),
         "last_run": _iso(last.fired_at) if last else None,
         "last_batch_id": last.batch_id if last else None,
         "last_status": last.status if last else None,
@@ -79,8 +81,16 @@ def list_schedules(as_json: JsonOption = False) -> None:
         typer.echo(json.dumps(rows))
         return
     table = Table(title=f"schedules ({len(rows)})")
-    columns = ("name", "pipeline", "csv", "when", "next_run", "last_run", "last_batch_id",
-               "last_status")
+    columns = (
+        "name",
+        "pipeline",
+        "csv",
+        "when",
+        "next_run",
+        "last_run",
+        "last_batch_id",
+        "last_status",
+    )
     for column in columns:
         table.add_column(column.replace("_", " "))
     for row in rows:
@@ -96,8 +106,10 @@ def show(name: str, as_json: JsonOption = False) -> None:
         spec = store.get(name)
         if spec is None:
             raise fail(f"no schedule {name!r}", 1)
-        data = {**_summary(store, spec),
-                "runs": [run.model_dump(mode="json") for run in store.runs(name, _RUNS_SHOWN)]}
+        data = {
+            **_summary(store, spec),
+            "runs": [run.model_dump(mode="json") for run in store.runs(name, _RUNS_SHOWN)],
+        }
     typer.echo(json.dumps(data, indent=None if as_json else 2))
 
 
@@ -114,9 +126,17 @@ def add(
     disabled: Annotated[bool, typer.Option(help="Store it without firing.")] = False,
 ) -> None:
     """Create or replace a schedule (a later `sync` removes it unless the file has it)."""
-    values = {"name": name, "pipeline": pipeline, "csv": resolve_csv(csv, Path.cwd()),
-              "cron": cron, "every": every, "timezone": timezone, "max_spend": max_spend,
-              "skip_invalid": skip_invalid, "enabled": not disabled}
+    values = {
+        "name": name,
+        "pipeline": pipeline,
+        "csv": resolve_csv(csv, Path.cwd()),
+        "cron": cron,
+        "every": every,
+        "timezone": timezone,
+        "max_spend": max_spend,
+        "skip_invalid": skip_invalid,
+        "enabled": not disabled,
+    }
     # An invalid schedule (ScheduleConfigError) exits 2 through handle_errors.
     spec = build_spec(**values)
     config = settings()
@@ -147,8 +167,13 @@ def run_now(name: str) -> None:
             raise fail(f"no schedule {name!r}", 1)
         # A CSV given as a storage URL is read from the configured artifact store.
         artifacts = ArtifactStore.from_settings(config)
-        run = fire_schedule(store, name, fired_at=datetime.now(UTC), origin="run-now",
-                            submit=schedule_tasks.batch_submitter(store.redis, config, artifacts))
+        run = fire_schedule(
+            store,
+            name,
+            fired_at=datetime.now(UTC),
+            origin="run-now",
+            submit=schedule_tasks.batch_submitter(store.redis, config, artifacts),
+        )
     if run is None:
         raise fail(f"schedule {name!r} was removed meanwhile", 1)
     _report_run(run)
@@ -158,14 +183,17 @@ def _report_run(run: RunRecord) -> None:
     typer.echo(run.batch_id)
     if run.status == "failed":
         raise fail("the batch was refused:\n" + "\n".join(run.errors), 1)
-    Console(stderr=True).print(f"{run.status}: {run.accepted} rows accepted, "
-                               f"{run.rejected} rejected", highlight=False)
+    Console(stderr=True).print(
+        f"{run.status}: {run.accepted} rows accepted, {run.rejected} rejected", highlight=False
+    )
 
 
 @schedules_app.command("sync")
 def sync(
-    file: Annotated[Path | None, typer.Option(
-        "--file", help="Schedules TOML (default: PRODUCER_SCHEDULES_FILE).")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Schedules TOML (default: PRODUCER_SCHEDULES_FILE)."),
+    ] = None,
 ) -> None:
     """Make Redis hold exactly the file's schedules (create, update, remove)."""
     config = settings()

@@ -42,8 +42,13 @@ class BeatHooks:
         self.started = False
         """Set at beat start: only beat's own fire messages carry the entry's last run."""
 
-    def stamp_fired_at(self, sender: str | None = None, headers: dict[str, Any] | None = None,
-                       body: Any = None, **_: Any) -> None:
+    def stamp_fired_at(
+        self,
+        sender: str | None = None,
+        headers: dict[str, Any] | None = None,
+        body: Any = None,
+        **_: Any,
+    ) -> None:
         """``before_task_publish``: stamp a fire message with its publish time."""
         # Stamped at publish: a message the worker runs late still names its own slot.
         if sender == FIRE_TASK and headers is not None:
@@ -75,10 +80,16 @@ class BeatHooks:
         client = redis.Redis.from_url(settings.redis_url)
         store = ScheduleStore(client, settings)
         try:
-            report = sync_file(store, Path(settings.schedules_file),
-                                   pipelines_file=settings.pipelines_file)
-            log.info("schedules_synced", file=settings.schedules_file, created=report.created,
-                     updated=report.updated, removed=report.removed)
+            report = sync_file(
+                store, Path(settings.schedules_file), pipelines_file=settings.pipelines_file
+            )
+            log.info(
+                "schedules_synced",
+                file=settings.schedules_file,
+                created=report.created,
+                updated=report.updated,
+                removed=report.removed,
+            )
         except ScheduleConfigError as exc:
             # Beat keeps running on what Redis holds; the log says what to fix.
             log.error("schedules_file_invalid", file=settings.schedules_file, error=str(exc))
@@ -113,8 +124,10 @@ def install_beat_hooks(app: Celery, settings: Settings) -> BeatHooks:
     """Make ``app``'s hooks the current ones; connect the signals once per process."""
     hooks = BeatHooks(app, settings)
     _current[:] = [hooks]
-    signals.before_task_publish.connect(_stamp_fired_at, weak=False,
-                                        dispatch_uid="producer.schedules.stamp_fired_at")
-    signals.beat_init.connect(_on_beat_start, weak=False,
-                              dispatch_uid="producer.schedules.on_beat_start")
+    signals.before_task_publish.connect(
+        _stamp_fired_at, weak=False, dispatch_uid="producer.schedules.stamp_fired_at"
+    )
+    signals.beat_init.connect(
+        _on_beat_start, weak=False, dispatch_uid="producer.schedules.on_beat_start"
+    )
     return hooks

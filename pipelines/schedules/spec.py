@@ -72,11 +72,18 @@ def parse_cron(expression: str) -> crontab:
     """A 5-field crontab (minute hour day-of-month month day-of-week) as Celery's crontab."""
     fields = expression.split()
     if len(fields) != 5:
-        raise ValueError(f"{expression!r} has {len(fields)} fields, a crontab has 5 "
-                         "(minute hour day-of-month month day-of-week)")
+        raise ValueError(
+            f"{expression!r} has {len(fields)} fields, a crontab has 5 "
+            "(minute hour day-of-month month day-of-week)"
+        )
     minute, hour, day_of_month, month, day_of_week = fields
-    return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
-                   month_of_year=month, day_of_week=day_of_week)
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month,
+        day_of_week=day_of_week,
+    )
 
 
 class ScheduleSpec(BaseModel):
@@ -98,8 +105,10 @@ class ScheduleSpec(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         if re.match(NAME_PATTERN, value) is None:
-            raise ValueError("use 1-48 letters, digits, '-' or '_', starting with a letter or "
-                             "digit (the name goes into Redis keys and batch ids)")
+            raise ValueError(
+                "use 1-48 letters, digits, '-' or '_', starting with a letter or "
+                "digit (the name goes into Redis keys and batch ids)"
+            )
         return value
 
     @field_validator("every", mode="before")
@@ -306,7 +315,8 @@ def validate_pipelines(specs: Iterable[ScheduleSpec], path: Path | None = None) 
         raise ScheduleConfigError(f"pipelines: {exc}") from None
     errors = [
         f"schedule {spec.name!r}: pipeline: {UnknownPipelineError(spec.pipeline, sorted(known))}"
-        for spec in specs if spec.pipeline not in known
+        for spec in specs
+        if spec.pipeline not in known
     ]
     if errors:
         raise ScheduleConfigError("\n".join(errors))

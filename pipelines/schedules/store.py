@@ -150,7 +150,8 @@ class ScheduleStore:
     def _entry_changed(self, old: ScheduleSpec, new: ScheduleSpec) -> bool:
         trigger = ("cron", "every", "timezone", "enabled")
         return any(getattr(old, f) != getattr(new, f) for f in trigger) or (
-            new.enabled and self.entry(new.name) is None)
+            new.enabled and self.entry(new.name) is None
+        )
 
     def _save_entry(self, spec: ScheduleSpec, now: datetime) -> None:
         existing = self.entry(spec.name)
@@ -161,8 +162,11 @@ class ScheduleStore:
                 existing.delete()
             return
         entry = RedBeatSchedulerEntry(
-            name=self._entry_name(spec.name), task=FIRE_TASK, schedule=beat_schedule(spec),
-            args=[spec.name], app=self._beat_app,
+            name=self._entry_name(spec.name),
+            task=FIRE_TASK,
+            schedule=beat_schedule(spec),
+            args=[spec.name],
+            app=self._beat_app,
             # An interval fire not started within one interval is dropped: the next is
             # already queued, and a backlog would otherwise become a burst of batches.
             options={"expires": spec.every} if spec.every is not None else {},
@@ -195,7 +199,7 @@ class ScheduleStore:
         """Schedule names of every redbeat entry this module owns (orphans included)."""
         prefix = self._redbeat.key_prefix + REDBEAT_ENTRY_PREFIX
         keys = [_text(key) for key in self.redis.zrange(self._redbeat.schedule_key, 0, -1)]
-        return {key[len(prefix):] for key in keys if key.startswith(prefix)}
+        return {key[len(prefix) :] for key in keys if key.startswith(prefix)}
 
     def sync(self, specs: Iterable[ScheduleSpec], *, now: datetime | None = None) -> SyncReport:
         """Make Redis hold exactly ``specs``: create, update and remove our schedules."""

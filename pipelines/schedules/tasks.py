@@ -51,19 +51,29 @@ def batch_submitter(
     client: redis.Redis, settings: Settings, store: ArtifactStore | None = None
 ) -> Submitter:
     """The real submitter: ``submit_batch`` on ``client``, ``settings``' pipelines and prices."""
+
     def submit(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
         return submit_batch(
-            client, source=spec.csv,
+            client,
+            source=spec.csv,
             pipeline=get_pipeline(spec.pipeline, settings.pipelines_file),
-            batch_id=batch_id, skip_invalid=spec.skip_invalid, max_spend=spec.max_spend,
-            store=store, origin="schedule", prices=PriceTable.load(settings.prices_file),
+            batch_id=batch_id,
+            skip_invalid=spec.skip_invalid,
+            max_spend=spec.max_spend,
+            store=store,
+            origin="schedule",
+            prices=PriceTable.load(settings.prices_file),
         )
 
     return submit
 
 
 def fire_schedule(
-    store: ScheduleStore, name: str, *, fired_at: datetime, submit: Submitter,
+    store: ScheduleStore,
+    name: str,
+    *,
+    fired_at: datetime,
+    submit: Submitter,
     origin: Literal["beat", "run-now"] = "beat",
 ) -> RunRecord | None:
     """Submit schedule ``name``'s batch for the fire at ``fired_at`` and record the run.
@@ -73,13 +83,24 @@ def fire_schedule(
     """
     spec = store.get(name)
     if spec is None or (origin == "beat" and not _due(store, spec, fired_at)):
-        log.info("schedule_skipped", schedule=name, fired_at=fired_at.isoformat(),
-                 reason="missing" if spec is None else "not_due")
+        log.info(
+            "schedule_skipped",
+            schedule=name,
+            fired_at=fired_at.isoformat(),
+            reason="missing" if spec is None else "not_due",
+        )
         return None
     run = _submit(spec, batch_id_for(spec, fired_at), fired_at, origin, submit)
     store.record_run(name, run)
-    log.info("schedule_fired", schedule=name, batch_id=run.batch_id, status=run.status,
-             accepted=run.accepted, rejected=run.rejected, origin=origin)
+    log.info(
+        "schedule_fired",
+        schedule=name,
+        batch_id=run.batch_id,
+        status=run.status,
+        accepted=run.accepted,
+        rejected=run.rejected,
+        origin=origin,
+    )
     return run
 
 
@@ -94,25 +115,42 @@ def _due(store: ScheduleStore, spec: ScheduleSpec, fired_at: datetime) -> bool:
 
 
 def _submit(
-    spec: ScheduleSpec, batch_id: str, fired_at: datetime,
-    origin: Literal["beat", "run-now"], submit: Submitter,
+    spec: ScheduleSpec,
+    batch_id: str,
+    fired_at: datetime,
+    origin: Literal["beat", "run-now"],
+    submit: Submitter,
 ) -> RunRecord:
     try:
         report = submit(spec, batch_id)
     except Exception as exc:
         # A refused CSV or a broken pipeline is one failed run in the schedule's
         # history; raising would only repeat the same failure on every fire.
-        log.warning("schedule_run_failed", schedule=spec.name, batch_id=batch_id,
-                    error=f"{type(exc).__name__}: {exc}")
-        return RunRecord(fired_at=fired_at, origin=origin, batch_id=batch_id, status="failed",
-                         errors=[f"{type(exc).__name__}: {exc}"])
+        log.warning(
+            "schedule_run_failed",
+            schedule=spec.name,
+            batch_id=batch_id,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return RunRecord(
+            fired_at=fired_at,
+            origin=origin,
+            batch_id=batch_id,
+            status="failed",
+            errors=[f"{type(exc).__name__}: {exc}"],
+        )
     refused = report.refused
     status: Literal["submitted", "resumed", "failed"] = (
-        "failed" if refused else "resumed" if report.resumed else "submitted")
+        "failed" if refused else "resumed" if report.resumed else "submitted"
+    )
     errors = [_row_error(error) for error in report.errors[:SCHEDULE_RUN_ERRORS_KEPT]]
     return RunRecord(
-        fired_at=fired_at, origin=origin, batch_id=report.batch_id, status=status,
-        accepted=report.accepted, rejected=report.rejected,
+        fired_at=fired_at,
+        origin=origin,
+        batch_id=report.batch_id,
+        status=status,
+        accepted=report.accepted,
+        rejected=report.rejected,
         errors=[refused, *errors] if refused else errors,
     )
 

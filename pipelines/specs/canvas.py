@@ -48,9 +48,7 @@ class _Filled:
     """Param -> required column absent from the row."""
 
 
-def _fill(
-    spec: PipelineSpec, index: int, values: Mapping[str, str], *, markers: bool
-) -> _Filled:
+def _fill(spec: PipelineSpec, index: int, values: Mapping[str, str], *, markers: bool) -> _Filled:
     """Replace the templates of step ``index`` with the row's cells and step references."""
     filled = _Filled({}, {}, set(), {})
     templates = dict(spec.steps[index].templates())
@@ -105,13 +103,26 @@ def _step_errors(
 ) -> list[RowError]:
     step = spec.steps[index]
     filled = _fill(spec, index, values, markers=False)
-    errors = [RowError(row, column, f"missing column {column!r} (step {step.name!r}, "
-                                    f"param {param!r}): the pipeline {spec.name!r} needs it")
-              for param, column in filled.missing.items()]
+    errors = [
+        RowError(
+            row,
+            column,
+            f"missing column {column!r} (step {step.name!r}, "
+            f"param {param!r}): the pipeline {spec.name!r} needs it",
+        )
+        for param, column in filled.missing.items()
+    ]
     for error in check_step_values(spec, index, filled.values, set(filled.missing)):
         column = filled.columns.get(error.field)
-        errors.append(RowError(row, column, _message(step.name, error.field, error.message,
-                                                     column, error.field in filled.empty)))
+        errors.append(
+            RowError(
+                row,
+                column,
+                _message(
+                    step.name, error.field, error.message, column, error.field in filled.empty
+                ),
+            )
+        )
     return errors
 
 
@@ -139,8 +150,9 @@ def build_row_canvas(
     parts: list[Signature] = []
     for index, step in enumerate(spec.steps):
         params = _row_params(spec, index, values)
-        copies = [_signature(step.action, params, batch_id, row, name)
-                  for name in step.copy_names()]
+        copies = [
+            _signature(step.action, params, batch_id, row, name) for name in step.copy_names()
+        ]
         parts.append(copies[0] if step.repeat == 1 else group(copies))
     return chain(*parts)
 
@@ -149,12 +161,15 @@ def _row_params(spec: PipelineSpec, index: int, values: Mapping[str, str]) -> di
     """Step ``index``'s params for the worker: typed row values, ``$ref`` markers."""
     with_markers = _fill(spec, index, values, markers=True).values
     checked = _fill(spec, index, values, markers=False)
-    typed = coerce_params(spec.steps[index].action,
-                          with_implicit(spec, index, checked.values)) or {}
+    typed = (
+        coerce_params(spec.steps[index].action, with_implicit(spec, index, checked.values)) or {}
+    )
     # Only row cells are converted ("0.5" -> 0.5, "true" -> True); literals and
     # markers stay as written.
-    return {param: typed.get(param, value) if param in checked.columns else value
-            for param, value in with_markers.items()}
+    return {
+        param: typed.get(param, value) if param in checked.columns else value
+        for param, value in with_markers.items()
+    }
 
 
 def _signature(
@@ -163,8 +178,7 @@ def _signature(
     context = {"batch": batch_id, "row": row, "step": step}
     # By name, app-free: the canvas is sent through the app of whoever applies it, and
     # this module needs no app (pipelines.app imports the batch tasks that import it).
-    return signature(f"producer.{action}",
-                     kwargs={"params": dict(params), "context": context})
+    return signature(f"producer.{action}", kwargs={"params": dict(params), "context": context})
 
 
 def calls_per_row(spec: PipelineSpec) -> dict[str, int]:

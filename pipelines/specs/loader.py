@@ -54,8 +54,12 @@ def _parse_tables(path: Path, data: dict[str, Any]) -> dict[str, PipelineSpec]:
     extra = sorted(set(data) - {"pipelines"})
     tables = data.get("pipelines")
     if extra or not isinstance(tables, dict):
-        raise PipelineSpecError([f"{path}: a pipelines file holds only [pipelines.NAME] tables"
-                                 + (f" (unexpected: {', '.join(extra)})" if extra else "")])
+        raise PipelineSpecError(
+            [
+                f"{path}: a pipelines file holds only [pipelines.NAME] tables"
+                + (f" (unexpected: {', '.join(extra)})" if extra else "")
+            ]
+        )
     specs: dict[str, PipelineSpec] = {}
     problems: list[str] = []
     for name, table in tables.items():
@@ -72,6 +76,10 @@ def _parse_table(name: str, table: Any) -> PipelineSpec:
     if not isinstance(table, dict):
         raise PipelineSpecError([f"pipeline {name!r}: must be a table ([pipelines.{name}])"])
     if "name" in table:
-        raise PipelineSpecError([f"{where(name, None, 'field', 'name')}: the table's key is "
-                                 "the pipeline's name; do not set name"])
+        raise PipelineSpecError(
+            [
+                f"{where(name, None, 'field', 'name')}: the table's key is "
+                "the pipeline's name; do not set name"
+            ]
+        )
     return PipelineSpec(name=name, **table)

@@ -36,8 +36,12 @@ _TEMPLATE_HINTS = ("{row", "{step")
 # before any step ran, and a real value of that kind must be accepted there.
 # (A test checks there is one for every field of the catalogue's OUTPUT_FIELDS.)
 PLACEHOLDERS: Mapping[str, Any] = {
-    "audio_id": "00000000-0000-4000-8000-000000000000", "duration": 60.0, "title": "Title",
-    "seed": "1", "model": "FUZZ-2.0", "api_task_id": "00000000-0000-4000-8000-000000000001",
+    "audio_id": "00000000-0000-4000-8000-000000000000",
+    "duration": 60.0,
+    "title": "Title",
+    "seed": "1",
+    "model": "FUZZ-2.0",
+    "api_task_id": "00000000-0000-4000-8000-000000000001",
     "lyric": "[Verse]\nla la la",
 }
 
@@ -85,11 +89,15 @@ def parse_template(value: Any) -> RowRef | StepRef | None:
         return RowRef(row["column"], optional=bool(row["optional"]))
     steps = _STEPS.match(value)
     if steps is None:
-        raise TemplateError(f"bad template {value!r}: a templated value must be exactly "
-                            "{row.COLUMN}, {row.COLUMN?} or {steps.NAME.FIELD}")
+        raise TemplateError(
+            f"bad template {value!r}: a templated value must be exactly "
+            "{row.COLUMN}, {row.COLUMN?} or {steps.NAME.FIELD}"
+        )
     if steps["field"] not in OUTPUT_FIELDS:
-        raise TemplateError(f"unknown field {steps['field']!r} in {value}; a step's outputs "
-                            f"are: {', '.join(OUTPUT_FIELDS)}")
+        raise TemplateError(
+            f"unknown field {steps['field']!r} in {value}; a step's outputs "
+            f"are: {', '.join(OUTPUT_FIELDS)}"
+        )
     copy = int(steps["copy"]) if steps["copy"] else None
     return StepRef(steps["step"], steps["field"], copy)
 
@@ -112,8 +120,7 @@ def check_params(
     accepted = param_names(action)
     errors = [FieldError(name, "unknown field") for name in unknown if name not in accepted]
     known = {k: v for k, v in params.items() if k not in unknown}
-    found = (_quick_errors(action, known) if _is_quick(action)
-             else _model_errors(action, known))
+    found = _quick_errors(action, known) if _is_quick(action) else _model_errors(action, known)
     return errors + [e for e in found if e.field not in unknown]
 
 
@@ -143,8 +150,9 @@ def _model_errors(action: str, params: Mapping[str, Any]) -> list[FieldError]:
 def _quick_errors(action: str, params: Mapping[str, Any]) -> list[FieldError]:
     """The worker's own checks of a quick call (``quick_body``), plus an http(s) upload URL."""
     field = str(quick_action(action).input_field)
-    errors = [FieldError(name, "extra inputs are not permitted")
-              for name in params if name != field]
+    errors = [
+        FieldError(name, "extra inputs are not permitted") for name in params if name != field
+    ]
     value = params.get(field)
     if field not in params:
         errors.append(FieldError(field, "field required"))

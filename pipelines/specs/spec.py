@@ -131,8 +131,9 @@ class PipelineSpec(BaseModel):
 
     def columns(self) -> tuple[frozenset[str], frozenset[str]]:
         """``(required, optional)`` row columns the steps read (``{row.X}`` / ``{row.X?}``)."""
-        refs = [ref for step in self.steps for _, ref in step.templates()
-                if isinstance(ref, RowRef)]
+        refs = [
+            ref for step in self.steps for _, ref in step.templates() if isinstance(ref, RowRef)
+        ]
         required = frozenset(r.column for r in refs if not r.optional)
         return required, frozenset(r.column for r in refs if r.optional) - required
 
@@ -147,8 +148,10 @@ def pipeline_problems(spec: PipelineSpec) -> list[str]:
     """Every problem of ``spec`` that does not depend on a row."""
     problems: list[str] = []
     if not STEP_NAME.match(spec.name):
-        problems.append(f"{where(spec.name, None, 'field', 'name')}: a pipeline name may hold "
-                        "only letters, digits, '_' and '-'")
+        problems.append(
+            f"{where(spec.name, None, 'field', 'name')}: a pipeline name may hold "
+            "only letters, digits, '_' and '-'"
+        )
     seen: set[str] = set()
     for index, step in enumerate(spec.steps):
         problems.extend(_step_problems(spec, index, seen))
@@ -158,17 +161,22 @@ def pipeline_problems(spec: PipelineSpec) -> list[str]:
 
 def _step_problems(spec: PipelineSpec, index: int, earlier: set[str]) -> list[str]:
     step = spec.steps[index]
-    problems = [f"{where(spec.name, step.name, 'field', field)}: {message}"
-                for field, message in _identity_problems(step, earlier)]
+    problems = [
+        f"{where(spec.name, step.name, 'field', field)}: {message}"
+        for field, message in _identity_problems(step, earlier)
+    ]
     templates, bad = _step_templates(spec, index)
-    problems.extend(f"{where(spec.name, step.name, 'param', param)}: {message}"
-                    for param, message in bad)
+    problems.extend(
+        f"{where(spec.name, step.name, 'param', param)}: {message}" for param, message in bad
+    )
     # Params are checked only once their templates make sense (else errors would repeat).
     if step.action in KNOWN_ACTIONS and not bad:
         unknown = {p for p, t in templates.items() if isinstance(t, RowRef)}
         values = _placeholder_values(step, templates, unknown)
-        problems.extend(f"{where(spec.name, step.name, 'param', e.field)}: {e.message}"
-                        for e in check_step_values(spec, index, values, unknown))
+        problems.extend(
+            f"{where(spec.name, step.name, 'param', e.field)}: {e.message}"
+            for e in check_step_values(spec, index, values, unknown)
+        )
     return problems
 
 
@@ -211,8 +219,12 @@ def _identity_problems(step: StepSpec, earlier: set[str]) -> list[tuple[str, str
     elif step.name in earlier:
         problems.append(("name", f"duplicate step name {step.name!r}"))
     if step.action not in KNOWN_ACTIONS:
-        problems.append(("action", f"unknown action {step.action!r}; expected one of: "
-                                   f"{', '.join(KNOWN_ACTIONS)}"))
+        problems.append(
+            (
+                "action",
+                f"unknown action {step.action!r}; expected one of: {', '.join(KNOWN_ACTIONS)}",
+            )
+        )
     return problems
 
 

@@ -42,14 +42,18 @@ class Estimate:
 
     def table_rows(self) -> list[tuple[str, str, str, str, str]]:
         """One row per step plus a total row, as text (columns: :data:`ESTIMATE_HEADERS`)."""
-        body = [(ln.step, ln.action, str(ln.calls), _money(ln.unit_price), _money(ln.cost))
-                for ln in self.lines]
+        body = [
+            (ln.step, ln.action, str(ln.calls), _money(ln.unit_price), _money(ln.cost))
+            for ln in self.lines
+        ]
         return [*body, ("total", "", str(self.calls), "", f"{_money(self.cost)} {self.currency}")]
 
     def summary(self) -> str:
         """One line: rows, calls and the estimated cost."""
-        return (f"{self.rows} rows, {self.calls} calls, "
-                f"estimated cost {_money(self.cost)} {self.currency}")
+        return (
+            f"{self.rows} rows, {self.calls} calls, "
+            f"estimated cost {_money(self.cost)} {self.currency}"
+        )
 
 
 def _money(amount: float) -> str:
@@ -65,8 +69,9 @@ def estimate(spec: PipelineSpec, rows: int, prices: PriceTable) -> Estimate:
     per_action: dict[str, int] = {}
     for step in spec.steps:
         calls, unit = step.repeat * rows, prices.call_cost(step.action)
-        lines.append(EstimateLine(step.name, step.action, calls, unit,
-                                  from_micro(to_micro(unit) * calls)))
+        lines.append(
+            EstimateLine(step.name, step.action, calls, unit, from_micro(to_micro(unit) * calls))
+        )
         per_step[step.name] = per_step.get(step.name, 0) + calls
         per_action[step.action] = per_action.get(step.action, 0) + calls
     total = sum(to_micro(ln.unit_price) * ln.calls for ln in lines)

@@ -101,9 +101,11 @@ _FIELDS = ("spent", "reserved", "cap", "overrun")
 def _status(raw: Sequence[Any], default_cap: float | None, refused: str | None) -> SpendStatus:
     spent, reserved, cap, overrun = (None if v is None else int(_text(v)) for v in raw)
     return SpendStatus(
-        spent=from_micro(spent or 0), reserved=from_micro(reserved or 0),
+        spent=from_micro(spent or 0),
+        reserved=from_micro(reserved or 0),
         cap=default_cap if cap is None else _cap_value(cap),
-        overrun=from_micro(overrun or 0), refused=refused,
+        overrun=from_micro(overrun or 0),
+        refused=refused,
     )
 
 
@@ -129,8 +131,13 @@ class SpendGuard:
         self._script = register_scripts(redis_client, "pipelines.spend")["spend"]
 
     def reserve(
-        self, batch_id: str, key: str, amount: float, *,
-        batch_cap: float | None, global_cap: float | None,
+        self,
+        batch_id: str,
+        key: str,
+        amount: float,
+        *,
+        batch_cap: float | None,
+        global_cap: float | None,
     ) -> SpendDecision:
         """Hold ``amount`` for ``key`` if it fits under both caps; idempotent per key.
 
@@ -138,14 +145,19 @@ class SpendGuard:
         wins over it. Re-reserving a held or settled key grants without counting again;
         a released key is reserved afresh.
         """
-        reply = self._run("reserve", batch_id, key, to_micro(amount),
-                          _cap_arg(batch_cap), _cap_arg(global_cap))
+        reply = self._run(
+            "reserve", batch_id, key, to_micro(amount), _cap_arg(batch_cap), _cap_arg(global_cap)
+        )
         b_spent, b_res, b_cap, g_spent, g_res, g_cap = reply.counters
         return SpendDecision(
-            granted=reply.code == 1, reason=reply.reason or None,
-            batch_spent=from_micro(b_spent), batch_reserved=from_micro(b_res),
-            batch_cap=_cap_value(b_cap), global_spent=from_micro(g_spent),
-            global_reserved=from_micro(g_res), global_cap=_cap_value(g_cap),
+            granted=reply.code == 1,
+            reason=reply.reason or None,
+            batch_spent=from_micro(b_spent),
+            batch_reserved=from_micro(b_res),
+            batch_cap=_cap_value(b_cap),
+            global_spent=from_micro(g_spent),
+            global_reserved=from_micro(g_res),
+            global_cap=_cap_value(g_cap),
         )
 
     def settle(self, batch_id: str, key: str, *, actual: float) -> None:
@@ -156,8 +168,13 @@ class SpendGuard:
         """
         reply = self._run("settle", batch_id, key, to_micro(actual), -1, -1)
         if reply.overrun:
-            log.warning("spend_overrun", batch_id=batch_id, key=key, actual=actual,
-                        overrun=from_micro(reply.overrun))
+            log.warning(
+                "spend_overrun",
+                batch_id=batch_id,
+                key=key,
+                actual=actual,
+                overrun=from_micro(reply.overrun),
+            )
 
     def release(self, batch_id: str, key: str) -> None:
         """Drop the hold of ``key`` without spend; idempotent (a settled key stays settled)."""
@@ -189,8 +206,9 @@ class SpendGuard:
         raw = self._client.hget(SPEND_GLOBAL_KEY, "cap")
         return None if raw is None else from_micro(int(_text(raw)))
 
-    def _run(self, op: str, batch_id: str, key: str, amount: int,
-             batch_cap: int, global_cap: int) -> _Reply:
+    def _run(
+        self, op: str, batch_id: str, key: str, amount: int, batch_cap: int, global_cap: int
+    ) -> _Reply:
         keys = [batch_key(batch_id), holds_key(batch_id), SPEND_GLOBAL_KEY]
         raw = self._script(keys=keys, args=[op, key, amount, batch_cap, global_cap])
         code, reason, *counters, overrun = raw

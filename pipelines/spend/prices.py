@@ -138,8 +138,7 @@ class PriceTable(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                for e in exc.errors())
+            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise PriceTableError(f"{source}: {details}") from None
 
     def call_cost(self, action: str) -> float:
@@ -192,8 +191,7 @@ def _overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     rate = merged["usd_per_credit"]
     if not isinstance(rate, int | float) or rate <= 0:
         raise PriceTableError(f"usd_per_credit must be a number > 0, got {rate!r}")
-    prices = {a: _convert(float(p), source, target, float(rate))
-              for a, p in base["prices"].items()}
+    prices = {a: _convert(float(p), source, target, float(rate)) for a, p in base["prices"].items()}
     extra = override.get("prices", {})
     if not isinstance(extra, dict):
         raise PriceTableError("[prices] must be a table of action = price")

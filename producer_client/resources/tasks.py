@@ -72,8 +72,12 @@ class Tasks(SyncResource):
     ) -> TaskBatch:
         """Several tasks in one request; with no ``ids``, the most recent tasks."""
         body = retrieve_batch_body(
-            ids, limit=limit, offset=offset, created_at_min=created_at_min,
-            created_at_max=created_at_max, type=type,
+            ids,
+            limit=limit,
+            offset=offset,
+            created_at_min=created_at_min,
+            created_at_max=created_at_max,
+            type=type,
         )
         return parse_as(TaskBatch, self._http.post(TASKS_PATH, body, idempotent=True))
 
@@ -121,8 +125,12 @@ class AsyncTasks(AsyncResource):
     ) -> TaskBatch:
         """Several tasks in one request; with no ``ids``, the most recent tasks."""
         body = retrieve_batch_body(
-            ids, limit=limit, offset=offset, created_at_min=created_at_min,
-            created_at_max=created_at_max, type=type,
+            ids,
+            limit=limit,
+            offset=offset,
+            created_at_min=created_at_min,
+            created_at_max=created_at_max,
+            type=type,
         )
         return parse_as(TaskBatch, await self._http.post(TASKS_PATH, body, idempotent=True))
 

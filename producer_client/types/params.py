@@ -193,9 +193,7 @@ class _ReplaceBase(_Source, _Knobs, _Song):
     @model_validator(mode="after")
     def _section_is_ordered(self) -> _ReplaceBase:
         if self.replace_section_start >= self.replace_section_end:
-            raise _FieldIssue(
-                "replace_section_end", "must be greater than replace_section_start"
-            )
+            raise _FieldIssue("replace_section_end", "must be greater than replace_section_start")
         return self
 
 

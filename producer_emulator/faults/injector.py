@@ -25,8 +25,14 @@ from typing import Any
 from producer_emulator.faults.rules import FaultConfig, FaultRule
 
 HTTP_BEFORE = (
-    "api_error_500", "too_many_requests_429", "forbidden_403", "used_up_403",
-    "token_mismatched_400", "token_mismatched_401", "api_not_implemented_400", "disabled_400",
+    "api_error_500",
+    "too_many_requests_429",
+    "forbidden_403",
+    "used_up_403",
+    "token_mismatched_400",
+    "token_mismatched_401",
+    "api_not_implemented_400",
+    "disabled_400",
     "token_expired_401",
 )
 HTTP_AFTER = ("timeout_504", "malformed_body")

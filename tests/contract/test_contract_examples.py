@@ -150,6 +150,7 @@ def test_tasks_openapi_examples(emu: EmulatorServer, client: Producer) -> None:
 
 # -- documented errors -------------------------------------------------------------------
 
+
 def _provoke(
     emu: EmulatorServer, client: Producer, code: str, message: str | None, status: int
 ) -> None:
@@ -206,4 +207,3 @@ def test_documented_error(emu: EmulatorServer, status: int, code: str, message: 
     assert (error.status_code, error.code) == (status, code)
     if message is not None:
         assert error.message == message
-

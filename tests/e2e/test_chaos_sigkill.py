@@ -71,15 +71,20 @@ PRIORITY_QUEUES = tuple(f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9))
 def worker_settings(redis_url: str, emulator_url: str, storage: Path) -> dict[str, str]:
     """The environment of a worker process (settings come from the environment)."""
     return {
-        "REDIS_URL": redis_url, "PRODUCER_API_TOKEN": TOKEN, "PRODUCER_BASE_URL": emulator_url,
+        "REDIS_URL": redis_url,
+        "PRODUCER_API_TOKEN": TOKEN,
+        "PRODUCER_BASE_URL": emulator_url,
         "PRODUCER_STORAGE_URL": f"file://{storage}",
         "PRODUCER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
         # 20/s spreads the 200 submissions over ~10 s of kills.
-        "PRODUCER_SUBMIT_RATE_PER_S": "20", "PRODUCER_SUBMIT_BURST": "10",
-        "PRODUCER_MAX_IN_FLIGHT": "1000", "PRODUCER_TASK_DEADLINE_S": "300",
+        "PRODUCER_SUBMIT_RATE_PER_S": "20",
+        "PRODUCER_SUBMIT_BURST": "10",
+        "PRODUCER_MAX_IN_FLIGHT": "1000",
+        "PRODUCER_TASK_DEADLINE_S": "300",
         # Short enough that a POST in flight when its worker dies cannot outlive the
         # redelivery of its message (the redelivered step adopts or resubmits).
-        "PRODUCER_HTTP_TIMEOUT_S": "5", "PRODUCER_LOG_LEVEL": "WARNING",
+        "PRODUCER_HTTP_TIMEOUT_S": "5",
+        "PRODUCER_LOG_LEVEL": "WARNING",
         "PRODUCER_LOG_JSON": "true",
     }
 
@@ -96,12 +101,28 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Start (or restart) the worker process."""
-        command = [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker",
-                   "--pool", "threads", "-c", str(THREADS), "-n", f"{self.name}@%h",
-                   "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "pipelines.app",
+            "worker",
+            "--pool",
+            "threads",
+            "-c",
+            str(THREADS),
+            "-n",
+            f"{self.name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def kill(self) -> None:
         """SIGKILL the process: no shutdown, no ack, nothing restored by the worker."""
@@ -147,8 +168,9 @@ def workers(env: dict[str, str], logs: Path) -> Iterator[list[WorkerProcess]]:
 def poller_thread(svc: Services) -> Iterator[None]:
     """The central poller, in this process."""
     stop = threading.Event()
-    thread = threading.Thread(target=poller_for(svc, app).run, args=(stop,),
-                              kwargs={"idle_sleep_s": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=poller_for(svc, app).run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield
@@ -160,9 +182,22 @@ def poller_thread(svc: Services) -> Iterator[None]:
 def ping(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``celery -A pipelines.app inspect ping`` against the running workers."""
     return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "pipelines.app", "inspect", "ping",
-         "--timeout", "3"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "pipelines.app",
+            "inspect",
+            "ping",
+            "--timeout",
+            "3",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -206,11 +241,16 @@ def lost_rows(run: Run, svc: Services, client: redis.Redis) -> list[str]:
     place for a moment. Rows already submitted are not the caller's business: their
     continuation (and the poller) finish them.
     """
+
     def suspects() -> set[str]:
         present = broker_task_ids(client)
-        return {t for t, kwargs in run.published.items()
-                if t not in present and not _progressed(svc, kwargs)
-                and AsyncResult(t).state not in ("SUCCESS", "FAILURE")}
+        return {
+            t
+            for t, kwargs in run.published.items()
+            if t not in present
+            and not _progressed(svc, kwargs)
+            and AsyncResult(t).state not in ("SUCCESS", "FAILURE")
+        }
 
     first = suspects()
     time.sleep(1.0)
@@ -284,7 +324,10 @@ def test_every_generation_is_done_exactly_once_under_sigkill(
     storage.mkdir()
     logs.mkdir()
     emulator = fast_emulator_config(
-        generation_s=60.0, generation_jitter_s=30.0, time_scale=0.05, song_low_s=8.0,
+        generation_s=60.0,
+        generation_jitter_s=30.0,
+        time_scale=0.05,
+        song_low_s=8.0,
         song_high_s=16.0,
         # Every submission is answered ~0.4 s after its task was created: a worker killed
         # in that window leaves an orphan the redelivered step must adopt, not pay again.
@@ -294,15 +337,26 @@ def test_every_generation_is_done_exactly_once_under_sigkill(
     with EmulatorServer(emulator) as emu:
         settings = worker_settings(redis_url, emu.url, storage)
         env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
-        svc = build_services(Settings(
-            api_token=TOKEN, base_url=emu.url, redis_url=redis_url,
-            storage_url=f"file://{storage}", poll_rate_per_s=20.0, poll_batch_size=100,
-            poll_first_after_s=0.5, poll_max_interval_s=1.0, task_deadline_s=300.0,
-            # As the workers': the poller puts back lost collects after 2 x this.
-            visibility_timeout_s=VISIBILITY_S,
-        ))
-        app.conf.update(broker_url=redis_url, result_backend=redis_url,
-                        broker_transport_options={"visibility_timeout": VISIBILITY_S})
+        svc = build_services(
+            Settings(
+                api_token=TOKEN,
+                base_url=emu.url,
+                redis_url=redis_url,
+                storage_url=f"file://{storage}",
+                poll_rate_per_s=20.0,
+                poll_batch_size=100,
+                poll_first_after_s=0.5,
+                poll_max_interval_s=1.0,
+                task_deadline_s=300.0,
+                # As the workers': the poller puts back lost collects after 2 x this.
+                visibility_timeout_s=VISIBILITY_S,
+            )
+        )
+        app.conf.update(
+            broker_url=redis_url,
+            result_backend=redis_url,
+            broker_transport_options={"visibility_timeout": VISIBILITY_S},
+        )
         try:
             with workers(env, logs) as procs, poller_thread(svc):
                 pongs = wait_for_pongs(env, expected=WORKERS)
@@ -350,8 +404,11 @@ def check_exactly_once(
     assert counters["submissions_total"] == GENERATIONS
     assert len(by_fingerprint) == GENERATIONS
     assert set(by_fingerprint.values()) == {1}
-    stored = {str(p.relative_to(storage)) for p in storage.rglob("*")
-              if p.is_file() and not p.relative_to(storage).parts[0].startswith(".")}
+    stored = {
+        str(p.relative_to(storage))
+        for p in storage.rglob("*")
+        if p.is_file() and not p.relative_to(storage).parts[0].startswith(".")
+    }
     recorded: set[str] = set()
     for entry in entries.values():
         assert entry.result is not None
@@ -366,21 +423,30 @@ def check_exactly_once(
 def _diagnose(stuck: list[LedgerEntry], run: Run, svc: Services, logs: Path) -> str:
     """Everything known about rows that did not finish, for the failure message."""
     lines = []
-    ids = {f"{k['context']['batch']}/{k['context']['row']}/generate": t
-           for t, k in run.published.items()}
+    ids = {
+        f"{k['context']['batch']}/{k['context']['row']}/generate": t
+        for t, k in run.published.items()
+    }
     for entry in stuck:
         task_id = ids.get(entry.key, "?")
         api = entry.api_task_id or ""
         r, token = svc.redis, svc.token_id
-        where = {name: bool(r.exists(f"producer:inflight:{name}:{api}"))
-                 for name in ("task", "claimed")}
-        where |= {name: r.zscore(f"producer:inflight:{name}:{token}", api)
-                  for name in ("due", "resumed")}
-        lines.append(f"{entry}\n  celery state {AsyncResult(task_id).state}, "
-                     f"continuation keys {where}, now {time.time():.1f}")
+        where = {
+            name: bool(r.exists(f"producer:inflight:{name}:{api}")) for name in ("task", "claimed")
+        }
+        where |= {
+            name: r.zscore(f"producer:inflight:{name}:{token}", api) for name in ("due", "resumed")
+        }
+        lines.append(
+            f"{entry}\n  celery state {AsyncResult(task_id).state}, "
+            f"continuation keys {where}, now {time.time():.1f}"
+        )
         for log in sorted(logs.glob("*.log")):
-            lines += [f"  {log.name}: {line[:400]}" for line in log.read_text(errors="replace")
-                      .splitlines() if task_id in line or (api and api in line)]
+            lines += [
+                f"  {log.name}: {line[:400]}"
+                for line in log.read_text(errors="replace").splitlines()
+                if task_id in line or (api and api in line)
+            ]
     return "\n".join(lines)
 
 
@@ -389,12 +455,15 @@ def _tails(logs: Path) -> str:
 
 
 def test_worker_process_answers_inspect_ping(redis_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "REDIS_URL": redis_url, "PRODUCER_API_TOKEN": TOKEN,
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PRODUCER_API_TOKEN": TOKEN,
+        "PYTHONPATH": str(ROOT),
+    }
     with workers(env, tmp_path) as procs:
         out = wait_for_pongs(env, expected=WORKERS)
         assert all(p.process is not None and p.process.poll() is None for p in procs)
     assert out.count("pong") == WORKERS
     for i in range(WORKERS):
         assert f"chaos{i}@" in out
-

@@ -15,7 +15,11 @@ def test_demo_writes_a_playable_song_extension_and_stems(tmp_path: Path) -> None
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines", "demo", "--out", str(out), "--time-scale", "0.02"],
-        env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     songs = sorted(out.glob("adhoc/*/generate/*.wav"))

@@ -31,20 +31,37 @@ def _clean_env() -> dict[str, str]:
 
 
 def _run_args(*extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines", "run", str(EXAMPLES),
-            "--pipeline", "generate-extend-stems", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "run",
+        str(EXAMPLES),
+        "--pipeline",
+        "generate-extend-stems",
+        *extra,
+    ]
 
 
 def test_the_readme_command_runs_the_example_batch(tmp_path: Path) -> None:
-    proc = subprocess.run(_run_args("--time-scale", "0.02"), cwd=tmp_path, env=_clean_env(),
-                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        _run_args("--time-scale", "0.02"),
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (batch_dir,) = [d for d in (tmp_path / "producer-results").iterdir()
-                    if not d.name.startswith(".")]  # .sidecar/, .staging/: the store's own
+    (batch_dir,) = [
+        d for d in (tmp_path / "producer-results").iterdir() if not d.name.startswith(".")
+    ]  # .sidecar/, .staging/: the store's own
     rows = len(EXAMPLES.read_text(encoding="utf-8").splitlines()) - 1
     lines = [json.loads(line) for line in (batch_dir / "manifest.jsonl").open()]
     assert sorted((line["row"], line["step"]) for line in lines) == sorted(
-        (row, step) for row in range(1, rows + 1) for step in ("generate", "extend", "stems"))
+        (row, step) for row in range(1, rows + 1) for step in ("generate", "extend", "stems")
+    )
     for artifact in (a for line in lines for a in line["artifacts"]):
         data = (tmp_path / "producer-results" / artifact["key"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
@@ -56,9 +73,15 @@ def test_the_readme_command_runs_the_example_batch(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
-    proc = subprocess.Popen(_run_args("--time-scale", "0.2"), cwd=tmp_path, env=_clean_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _run_args("--time-scale", "0.2"),
+        cwd=tmp_path,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not list((tmp_path / "producer-results").glob("*/*/generate/*.wav")):

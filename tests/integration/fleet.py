@@ -38,9 +38,17 @@ _SERVER_START_TIMEOUT_S = 10.0
 def fast_emulator_config(**overrides: Any) -> EmulatorConfig:
     """An emulator whose songs take ~0.2-0.4 s and whose limits do not get in the way."""
     base: dict[str, Any] = {
-        "tokens": [TOKEN], "generation_s": 30.0, "generation_jitter_s": 10.0, "time_scale": 0.01,
-        "sample_rate": 8000, "song_low_s": 20.0, "song_high_s": 40.0, "submit_rate_per_s": None,
-        "poll_rate_per_s": None, "max_concurrency": None, "seed": 7,
+        "tokens": [TOKEN],
+        "generation_s": 30.0,
+        "generation_jitter_s": 10.0,
+        "time_scale": 0.01,
+        "sample_rate": 8000,
+        "song_low_s": 20.0,
+        "song_high_s": 40.0,
+        "submit_rate_per_s": None,
+        "poll_rate_per_s": None,
+        "max_concurrency": None,
+        "seed": 7,
     }
     base.update(overrides)
     return EmulatorConfig(**base)
@@ -51,10 +59,18 @@ def fleet_settings(
 ) -> Settings:
     """Settings for a test fleet: fast polls, generous limits, storage in ``storage_dir``."""
     values: dict[str, Any] = {
-        "api_token": TOKEN, "base_url": emulator_url, "redis_url": redis_url,
-        "storage_url": f"file://{storage_dir}", "submit_rate_per_s": 200.0, "submit_burst": 50.0,
-        "poll_rate_per_s": 50.0, "max_in_flight": 500, "poll_first_after_s": 0.05,
-        "poll_max_interval_s": 0.2, "task_deadline_s": 60.0, "max_transient_retries": 3,
+        "api_token": TOKEN,
+        "base_url": emulator_url,
+        "redis_url": redis_url,
+        "storage_url": f"file://{storage_dir}",
+        "submit_rate_per_s": 200.0,
+        "submit_burst": 50.0,
+        "poll_rate_per_s": 50.0,
+        "max_in_flight": 500,
+        "poll_first_after_s": 0.05,
+        "poll_max_interval_s": 0.2,
+        "task_deadline_s": 60.0,
+        "max_transient_retries": 3,
     }
     values.update(overrides)
     return Settings(**values)
@@ -80,8 +96,12 @@ class Fleet:
 def running_poller(services: Services) -> Iterator[None]:
     """Run the poller in a thread for the duration of the block."""
     stop = threading.Event()
-    thread = threading.Thread(target=poller_for(services, app).run, args=(stop,),
-                              kwargs={"idle_sleep_s": 0.02}, daemon=True)
+    thread = threading.Thread(
+        target=poller_for(services, app).run,
+        args=(stop,),
+        kwargs={"idle_sleep_s": 0.02},
+        daemon=True,
+    )
     thread.start()
     try:
         yield
@@ -106,10 +126,12 @@ def loopback_socket() -> socket.socket:
 @contextmanager
 def serving(asgi: ASGIApp, sock: socket.socket) -> Iterator[str]:
     """Serve ``asgi`` on the bound ``sock`` in a uvicorn thread; yield its base URL."""
-    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="callback-receiver", daemon=True)
+    server = uvicorn.Server(
+        uvicorn.Config(asgi, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="callback-receiver", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
     while not server.started:
@@ -126,9 +148,16 @@ def serving(asgi: ASGIApp, sock: socket.socket) -> Iterator[str]:
 
 
 @contextmanager
-def fleet(redis_url: str, storage_dir: Path, *, emulator: EmulatorConfig | None = None,
-          poller: bool = True, concurrency: int = 4, callbacks: bool = False,
-          **settings: Any) -> Iterator[Fleet]:
+def fleet(
+    redis_url: str,
+    storage_dir: Path,
+    *,
+    emulator: EmulatorConfig | None = None,
+    poller: bool = True,
+    concurrency: int = 4,
+    callbacks: bool = False,
+    **settings: Any,
+) -> Iterator[Fleet]:
     """Start emulator + worker (+ poller, + callback receiver) against ``redis_url``.
 
     ``callbacks=True`` binds the receiver's socket first, so its URL can go into the
@@ -140,15 +169,23 @@ def fleet(redis_url: str, storage_dir: Path, *, emulator: EmulatorConfig | None 
     sock = loopback_socket() if callbacks else None
     if sock is not None:
         host, port = sock.getsockname()[:2]
-        settings = {"public_base_url": f"http://{host}:{port}",
-                    "callback_secret": CALLBACK_SECRET, **settings}
+        settings = {
+            "public_base_url": f"http://{host}:{port}",
+            "callback_secret": CALLBACK_SECRET,
+            **settings,
+        }
     with EmulatorServer(emulator or fast_emulator_config()) as emu:
         svc = build_services(fleet_settings(redis_url, emu.url, storage_dir, **settings))
         set_services(svc)
         app.conf.update(broker_url=redis_url, result_backend=redis_url)
         try:
-            with start_worker(app, pool="threads", concurrency=concurrency,
-                              perform_ping_check=False, loglevel="WARNING"):
+            with start_worker(
+                app,
+                pool="threads",
+                concurrency=concurrency,
+                perform_ping_check=False,
+                loglevel="WARNING",
+            ):
                 handles = Fleet(emu, svc, client, storage_dir)
                 with _receiver(svc, sock) as handles.receiver_url:
                     if poller:

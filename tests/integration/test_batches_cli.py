@@ -33,8 +33,7 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Fleet]:
+def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """A fleet, a feeder thread, and the CLI's environment pointing at them."""
     storage = tmp_path_factory.mktemp("artifacts")
     with pytest.MonkeyPatch.context() as mp, fleet(redis_server_url, storage) as f:
@@ -44,8 +43,9 @@ def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
         _mount()
         feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
         stop = threading.Event()
-        thread = threading.Thread(target=feeder.run, args=(stop,),
-                                  kwargs={"idle_sleep_s": 0.05}, daemon=True)
+        thread = threading.Thread(
+            target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
+        )
         thread.start()
         try:
             yield f
@@ -69,7 +69,7 @@ def csv_file(tmp_path: Path, rows: list[str], name: str = "rows.csv") -> str:
 
 
 def example_rows(count: int) -> list[str]:
-    return EXAMPLES.read_text(encoding="utf-8").splitlines(keepends=True)[1:count + 1]
+    return EXAMPLES.read_text(encoding="utf-8").splitlines(keepends=True)[1 : count + 1]
 
 
 def status(batch_id: str) -> dict[str, Any]:
@@ -88,13 +88,12 @@ def submissions(f: Fleet) -> int:
     return int(f.counters["submissions_total"])
 
 
-def test_submit_status_results_and_a_zero_call_resubmit(
-    batch_fleet: Fleet, tmp_path: Path
-) -> None:
+def test_submit_status_results_and_a_zero_call_resubmit(batch_fleet: Fleet, tmp_path: Path) -> None:
     source = csv_file(tmp_path, example_rows(6))
     before = submissions(batch_fleet)
-    out = json.loads(cli("submit", source, "-p", "generate-extend-stems",
-                         "--batch-id", "cli-a", "--json"))
+    out = json.loads(
+        cli("submit", source, "-p", "generate-extend-stems", "--batch-id", "cli-a", "--json")
+    )
     assert (out["batch_id"], out["accepted"], out["resumed"]) == ("cli-a", 6, False)
     done = wait_for("cli-a", "finished")
     assert done["counts"] == {"pending": 0, "running": 0, "done": 6, "failed": 0, "cancelled": 0}
@@ -107,16 +106,20 @@ def test_submit_status_results_and_a_zero_call_resubmit(
     assert "18 steps, 0 failed rows" in text
     lines = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").open()]
     assert sorted({(line["row"], line["step"]) for line in lines}) == sorted(
-        (row, step) for row in range(1, 7) for step in ("generate", "extend", "stems"))
+        (row, step) for row in range(1, 7) for step in ("generate", "extend", "stems")
+    )
     for artifact in (a for line in lines for a in line["artifacts"]):
         assert (batch_fleet.storage_dir / artifact["key"]).stat().st_size == artifact["size"]
     assert (batch_fleet.storage_dir / "cli-a" / "manifest.jsonl").read_bytes() == (
-        tmp_path / "out" / "manifest.jsonl").read_bytes()
+        tmp_path / "out" / "manifest.jsonl"
+    ).read_bytes()
 
     again = cli("submit", source, "-p", "generate-extend-stems", "--batch-id", "cli-a")
     assert "batch cli-a resumed: 6 rows (0 rejected), status finished" in again
-    assert json.loads(cli("status", "cli-a", "--json", "--watch").splitlines()[-1])[
-        "status"] == "finished"
+    assert (
+        json.loads(cli("status", "cli-a", "--json", "--watch").splitlines()[-1])["status"]
+        == "finished"
+    )
     time.sleep(0.5)
     assert submissions(batch_fleet) - before == 18  # the resubmit made no call
 
@@ -130,11 +133,25 @@ def _spec(name: str) -> Any:
 def test_a_failed_row_is_reported_then_retried_without_paying_twice(
     batch_fleet: Fleet, tmp_path: Path
 ) -> None:
-    batch_fleet.emulator.configure(faults={"rules": [
-        {"when": {"action": "extend", "prompt": "boom"}, "fault": "task_failure", "times": 1}]})
-    rows = [r.replace(",more\n", f",{p}\n") for r, p in zip(
-        [f"song {i},T{i},FUZZ-2.0,true,{i},0.3,more\n" for i in (1, 2, 3)],
-        ("calm", "boom", "calm"), strict=True)]
+    batch_fleet.emulator.configure(
+        faults={
+            "rules": [
+                {
+                    "when": {"action": "extend", "prompt": "boom"},
+                    "fault": "task_failure",
+                    "times": 1,
+                }
+            ]
+        }
+    )
+    rows = [
+        r.replace(",more\n", f",{p}\n")
+        for r, p in zip(
+            [f"song {i},T{i},FUZZ-2.0,true,{i},0.3,more\n" for i in (1, 2, 3)],
+            ("calm", "boom", "calm"),
+            strict=True,
+        )
+    ]
     before = submissions(batch_fleet)
     cli("submit", csv_file(tmp_path, rows), "-p", "generate-extend-stems", "--batch-id", "cli-f")
     ended = wait_for("cli-f", "finished")
@@ -159,8 +176,11 @@ def test_cancel_then_resume_and_abandon_then_resume_pay_each_step_once(
     state.set_window(1)
     try:
         for batch_id, abandon in (("cli-c", False), ("cli-x", True)):
-            source = csv_file(tmp_path, [f"song {i},T,FUZZ-2.0,true,{i},0.3,x\n"
-                                         for i in range(1, 6)], f"{batch_id}.csv")
+            source = csv_file(
+                tmp_path,
+                [f"song {i},T,FUZZ-2.0,true,{i},0.3,x\n" for i in range(1, 6)],
+                f"{batch_id}.csv",
+            )
             before = submissions(batch_fleet)
             cli("submit", source, "-p", "generate-extend-stems", "--batch-id", batch_id)
             while int((state.record(batch_id) or {}).get("admissions", 0)) < 2:
@@ -183,8 +203,16 @@ def test_cancel_then_resume_and_abandon_then_resume_pay_each_step_once(
 def test_a_spend_cap_pauses_with_a_clear_status(batch_fleet: Fleet, tmp_path: Path) -> None:
     row_cost = PriceTable.load().row_cost(_spec("generate-extend-stems"))
     source = csv_file(tmp_path, [f"song {i},T,FUZZ-2.0,true,{i},0.3,x\n" for i in range(1, 5)])
-    cli("submit", source, "-p", "generate-extend-stems", "--batch-id", "cli-s",
-        "--max-spend", f"{2.5 * row_cost} USD")
+    cli(
+        "submit",
+        source,
+        "-p",
+        "generate-extend-stems",
+        "--batch-id",
+        "cli-s",
+        "--max-spend",
+        f"{2.5 * row_cost} USD",
+    )
     paused = wait_for("cli-s", "paused")
     assert paused["paused_reason"] == "batch_cap"
     deadline = time.monotonic() + TIMEOUT_S
@@ -194,6 +222,7 @@ def test_a_spend_cap_pauses_with_a_clear_status(batch_fleet: Fleet, tmp_path: Pa
     assert now["status"] == "paused" and now["counts"]["done"] == 2
     assert now["spend"]["spent"] + now["spend"]["reserved"] <= 2.5 * row_cost + 1e-9
     assert "batch_cap" in cli("status", "cli-s")
-    cli("submit", source, "-p", "generate-extend-stems", "--batch-id", "cli-s",
-        "--max-spend", "100")
+    cli(
+        "submit", source, "-p", "generate-extend-stems", "--batch-id", "cli-s", "--max-spend", "100"
+    )
     assert wait_for("cli-s", "finished")["counts"]["done"] == 4

@@ -30,8 +30,9 @@ TIMEOUT_S = 90.0
 
 def _csv(tmp_path: Path, name: str) -> str:
     path = tmp_path / f"{name}.csv"
-    path.write_text("prompt,seed\n" + "".join(f"{name} song {i},{i}\n" for i in range(ROWS)),
-                    encoding="utf-8")
+    path.write_text(
+        "prompt,seed\n" + "".join(f"{name} song {i},{i}\n" for i in range(ROWS)), encoding="utf-8"
+    )
     return str(path)
 
 
@@ -47,20 +48,23 @@ def test_two_equal_batches_share_the_throughput(redis_url: str, tmp_path: Path) 
         client: redis.Redis = f.redis
         state = BatchState(client)
         state.set_window(WINDOW)
-        submit_batch(client, prices=PRICES,
-                     source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a")
+        submit_batch(
+            client, prices=PRICES, source=_csv(tmp_path, "a"), pipeline=spec, batch_id="fair-a"
+        )
         feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
         stop = threading.Event()
-        thread = threading.Thread(target=feeder.run, args=(stop,),
-                                  kwargs={"idle_sleep_s": 0.05}, daemon=True)
+        thread = threading.Thread(
+            target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
+        )
         thread.start()
         try:
             deadline = time.monotonic() + TIMEOUT_S
             while _done(state, "fair-a")[0] < 6:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            submit_batch(client, prices=PRICES,
-                         source=_csv(tmp_path, "b"), pipeline=spec, batch_id="fair-b")
+            submit_batch(
+                client, prices=PRICES, source=_csv(tmp_path, "b"), pipeline=spec, batch_id="fair-b"
+            )
             start = (_done(state, "fair-a")[0], _done(state, "fair-b")[0])
             last = start
             # Both run while both still have rows waiting to be admitted.

@@ -50,8 +50,11 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_url, api_token="beat-test-token",
-                    storage_url=f"file://{tmp_path / 'results'}")
+    return Settings(
+        redis_url=redis_url,
+        api_token="beat-test-token",
+        storage_url=f"file://{tmp_path / 'results'}",
+    )
 
 
 @pytest.fixture
@@ -79,8 +82,9 @@ def worker(settings: Settings, redis_url: str) -> Iterator[None]:
     set_services(services)
     app.conf.update(broker_url=redis_url, result_backend=redis_url)
     try:
-        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
-                          loglevel="WARNING"):
+        with start_worker(
+            app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+        ):
             yield
     finally:
         set_services(None)
@@ -90,14 +94,32 @@ def worker(settings: Settings, redis_url: str) -> Iterator[None]:
 @contextmanager
 def beat(redis_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """One beat process; killed (SIGKILL) on exit unless it already stopped."""
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
-           "PRODUCER_BEAT_LOCK_TIMEOUT_S": str(LOCK_TIMEOUT_S), "PRODUCER_LOG_JSON": "false"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PYTHONPATH": str(ROOT),
+        "PRODUCER_BEAT_LOCK_TIMEOUT_S": str(LOCK_TIMEOUT_S),
+        "PRODUCER_LOG_JSON": "false",
+    }
     env.pop("PRODUCER_SCHEDULES_FILE", None)
-    command = [sys.executable, "-m", "celery", "-A", "pipelines.app", "beat", "--scheduler",
-               "redbeat.RedBeatScheduler", "--max-interval", "1", "-l", "INFO"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "pipelines.app",
+        "beat",
+        "--scheduler",
+        "redbeat.RedBeatScheduler",
+        "--max-interval",
+        "1",
+        "-l",
+        "INFO",
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=log.parent, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         yield proc
     finally:
@@ -136,8 +158,11 @@ def test_a_schedule_fires_batches(
     entry = store.entry(schedule)
     assert entry is not None
     # Each fire names beat's own time for it: the entry's last_run_at.
-    wait_for(lambda: fires(store, schedule)[-1].fired_at == entry.last_run_at, 5,
-             "the last fire to be handled")
+    wait_for(
+        lambda: fires(store, schedule)[-1].fired_at == entry.last_run_at,
+        5,
+        "the last fire to be handled",
+    )
     runs = fires(store, schedule)
     spec = store.get(schedule)
     assert spec is not None
@@ -176,15 +201,17 @@ def test_a_restarted_beat_keeps_the_cadence(
     every_s = 4
     schedule = put_schedule(store, tmp_path, every_s)
     with beat(redis_url, tmp_path / "first.log") as first:
-        wait_for(lambda: len(fires(store, schedule)) >= 1, _START_TIMEOUT_S + every_s,
-                 "a fire")
+        wait_for(lambda: len(fires(store, schedule)) >= 1, _START_TIMEOUT_S + every_s, "a fire")
         first.send_signal(signal.SIGTERM)  # right after a fire; a clean stop frees the lock
         first.wait(timeout=10)
     before = fires(store, schedule)
     assert not holds_lock(redis_client)
     with beat(redis_url, tmp_path / "second.log"):
-        wait_for(lambda: len(fires(store, schedule)) >= len(before) + 2,
-                 _START_TIMEOUT_S + every_s, "two fires from the new beat")
+        wait_for(
+            lambda: len(fires(store, schedule)) >= len(before) + 2,
+            _START_TIMEOUT_S + every_s,
+            "two fires from the new beat",
+        )
     runs = fires(store, schedule)
     resumed_after = (runs[len(before)].fired_at - before[-1].fired_at).total_seconds()
     # The new beat read last_run_at from Redis: it fired when due, not on start.
@@ -195,7 +222,10 @@ def test_a_restarted_beat_keeps_the_cadence(
 
 @pytest.mark.usefixtures("worker")
 def test_two_beats_do_not_double_fire_and_one_takes_over(
-    store: ScheduleStore, schedule: str, redis_url: str, redis_client: redis.Redis,
+    store: ScheduleStore,
+    schedule: str,
+    redis_url: str,
+    redis_client: redis.Redis,
     tmp_path: Path,
 ) -> None:
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
@@ -204,8 +234,11 @@ def test_two_beats_do_not_double_fire_and_one_takes_over(
         wait_for(lambda: len(fires(store, schedule)) >= 1, _START_TIMEOUT_S, "a first fire")
         window_start = datetime.now(UTC)
         time.sleep(5 * EVERY_S)
-        window = [r for r in fires(store, schedule)
-                  if window_start <= r.fired_at < window_start + timedelta(seconds=5 * EVERY_S)]
+        window = [
+            r
+            for r in fires(store, schedule)
+            if window_start <= r.fired_at < window_start + timedelta(seconds=5 * EVERY_S)
+        ]
         assert abs(len(window) - 5) <= 1, [r.fired_at for r in window]
         holders = [i for i, log in enumerate(logs) if "Acquired lock" in log.read_text()]
         assert len(holders) == 1, holders
@@ -214,11 +247,17 @@ def test_two_beats_do_not_double_fire_and_one_takes_over(
         killed_at = datetime.now(UTC)
         procs[holders[0]].kill()
         standby = logs[1 - holders[0]]
-        wait_for(lambda: "Acquired lock" in standby.read_text(), LOCK_TIMEOUT_S + 5,
-                 "the standby beat to take the lock")
+        wait_for(
+            lambda: "Acquired lock" in standby.read_text(),
+            LOCK_TIMEOUT_S + 5,
+            "the standby beat to take the lock",
+        )
         count = len(fires(store, schedule))
-        wait_for(lambda: len(fires(store, schedule)) >= count + 2, 4 * EVERY_S + 2,
-                 "fires from the standby")
+        wait_for(
+            lambda: len(fires(store, schedule)) >= count + 2,
+            4 * EVERY_S + 2,
+            "fires from the standby",
+        )
     runs = fires(store, schedule)
     after = [r for r in runs if r.fired_at > killed_at]
     assert after and (after[0].fired_at - killed_at).total_seconds() <= LOCK_TIMEOUT_S + 2.5

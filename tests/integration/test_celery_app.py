@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PRODUCER_REDIS_URL",
-                                                           "PRODUCER_BROKER_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "PRODUCER_REDIS_URL", "PRODUCER_BROKER_URL")
+    }
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
@@ -85,8 +88,14 @@ def test_the_entry_point_lists_every_task_module_and_registers_every_task() -> N
     app = build_app(Settings(redis_url="redis://127.0.0.1:1/0"))
     assert list(app.conf.include) == list(TASK_MODULES)
     names = {name for name in app.tasks if name.startswith("producer.")}
-    assert {"producer.generate", "producer.collect", "producer.wav", ROW_DONE_TASK,
-            "producer.batch.row_failed", "producer.schedule.fire"} <= names
+    assert {
+        "producer.generate",
+        "producer.collect",
+        "producer.wav",
+        ROW_DONE_TASK,
+        "producer.batch.row_failed",
+        "producer.schedule.fire",
+    } <= names
     assert app.conf.beat_scheduler == "redbeat.RedBeatScheduler"
     app.close()
 
@@ -94,8 +103,9 @@ def test_the_entry_point_lists_every_task_module_and_registers_every_task() -> N
 def test_threads_worker_runs_a_task_and_answers_inspect_ping(
     celery_app: Celery, redis_url: str
 ) -> None:
-    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False,
-                      loglevel="WARNING"):
+    with start_worker(
+        celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+    ):
         result = celery_app.tasks["tests.add"].delay(2, 3)
         assert result.get(timeout=20) == 5
         assert result.status == "SUCCESS"
@@ -103,9 +113,21 @@ def test_threads_worker_runs_a_task_and_answers_inspect_ping(
         assert context["task"] == "tests.context"
         assert "task_id" in context
         ping = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "pipelines.app", "inspect", "ping",
-             "--timeout", "5"],
-            env=cli_env(REDIS_URL=redis_url), cwd=ROOT, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "pipelines.app",
+                "inspect",
+                "ping",
+                "--timeout",
+                "5",
+            ],
+            env=cli_env(REDIS_URL=redis_url),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
             timeout=60,
         )
     assert ping.returncode == 0, ping.stderr
@@ -115,7 +137,11 @@ def test_threads_worker_runs_a_task_and_answers_inspect_ping(
 def test_report_runs_from_the_command_line(redis_url: str) -> None:
     report = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "pipelines.app", "report"],
-        env=cli_env(REDIS_URL=redis_url), cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=cli_env(REDIS_URL=redis_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert report.returncode == 0, report.stderr
     assert "task_acks_late: True" in report.stdout
@@ -124,7 +150,11 @@ def test_report_runs_from_the_command_line(redis_url: str) -> None:
 def test_worker_without_redis_exits_with_a_clear_message() -> None:
     worker = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker", "--pool=solo"],
-        env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=cli_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert worker.returncode != 0
     assert MISSING_REDIS_MESSAGE in worker.stderr
@@ -146,23 +176,55 @@ def test_the_old_entry_point_refuses_and_the_row_waits_for_the_real_one(
         started = time.monotonic()
         old = subprocess.run(
             [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert old.returncode != 0
         assert WRONG_ENTRY_MESSAGE in old.stderr
         assert time.monotonic() - started < 30
         assert _published(redis_client) == 1  # consumed nothing: the row is not stranded
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "pipelines.app", "worker", "--pool=solo",
-             "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "pipelines.app",
+                "worker",
+                "--pool=solo",
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert sent.get(timeout=60) is False  # an unknown batch: nothing to record
             registered = subprocess.run(
-                [sys.executable, "-m", "celery", "-A", "pipelines.app", "inspect", "registered",
-                 "--timeout", "5"],
-                env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "pipelines.app",
+                    "inspect",
+                    "registered",
+                    "--timeout",
+                    "5",
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert registered.returncode == 0, registered.stderr
             for name in (n for n in app.tasks if n.startswith("producer.")):
@@ -177,10 +239,15 @@ def test_the_old_entry_point_refuses_and_the_row_waits_for_the_real_one(
 
 def test_a_task_used_without_the_producer_app_refuses_to_send() -> None:
     """Without pipelines.app, Celery's fallback app would publish to amqp://localhost."""
-    code = ("import workers.tasks.audios as audios\n"
-            "audios.generate.delay(params={'prompt': 'x'})\n")
-    done = subprocess.run([sys.executable, "-c", code], env=cli_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    code = "import workers.tasks.audios as audios\naudios.generate.delay(params={'prompt': 'x'})\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=cli_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "RuntimeError" in done.stderr
     assert "import pipelines.app (the one Celery app) before using producer tasks" in done.stderr

@@ -34,10 +34,17 @@ _batches = itertools.count(1)
 
 ROW = {
     "prompt": "A warm lo-fi hip hop beat with vinyl crackle and soft rain",
-    "title": "Rainy Window", "model": "FUZZ-2.0", "instrumental": "true", "seed": "1001",
-    "weirdness": "0.3", "extend_prompt": "the rain gets heavier and a piano joins",
-    "lyric": "[Verse]\nwindow light and falling rain", "instrumental_prompt": "surf rock",
-    "cover_prompt": "as a jazz ballad", "variation_weirdness": "0.6", "style": "folk",
+    "title": "Rainy Window",
+    "model": "FUZZ-2.0",
+    "instrumental": "true",
+    "seed": "1001",
+    "weirdness": "0.3",
+    "extend_prompt": "the rain gets heavier and a piano joins",
+    "lyric": "[Verse]\nwindow light and falling rain",
+    "instrumental_prompt": "surf rock",
+    "cover_prompt": "as a jazz ballad",
+    "variation_weirdness": "0.6",
+    "style": "folk",
     "continue_at": "4.5",
 }
 
@@ -81,8 +88,7 @@ def run_row(f: Fleet, spec: PipelineSpec, row: dict[str, str]) -> tuple[Any, str
     assert validate_row(spec, row, row=2) == []
     batch = f"pipe-{spec.name}-{next(_batches)}"
     before = f.counters["submissions_total"]
-    final = build_row_canvas(spec, row, batch_id=batch, row=2).apply_async().get(
-        timeout=TIMEOUT_S)
+    final = build_row_canvas(spec, row, batch_id=batch, row=2).apply_async().get(timeout=TIMEOUT_S)
     # Exactly one paid call per step copy, no more.
     assert f.counters["submissions_total"] - before == sum(calls_per_row(spec).values())
     return final, batch
@@ -114,15 +120,15 @@ def check_row(f: Fleet, spec: PipelineSpec, batch: str) -> dict[str, dict[str, A
             for param, ref in step.templates():
                 if isinstance(ref, StepRef):
                     source = results.get(ref.target) or results[f"{ref.target}#1"]
-                    assert result["params"][param] == source["outputs"][
-                        source["context"]["step"]][ref.field]
+                    assert (
+                        result["params"][param]
+                        == source["outputs"][source["context"]["step"]][ref.field]
+                    )
     return results
 
 
 @pytest.mark.parametrize("name", sorted(load_pipelines()))
-def test_builtin_pipeline_runs_one_row(
-    pipelines_fleet: Fleet, song_url: str, name: str
-) -> None:
+def test_builtin_pipeline_runs_one_row(pipelines_fleet: Fleet, song_url: str, name: str) -> None:
     spec = load_pipelines()[name]
     final, batch = run_row(pipelines_fleet, spec, {**ROW, "audio_url": song_url})
     results = check_row(pipelines_fleet, spec, batch)
@@ -230,8 +236,9 @@ def test_a_failed_reference_fails_the_step_clearly(pipelines_fleet: Fleet) -> No
     ctx = {"batch": f"pipe-bad-ref-{next(_batches)}", "row": 2}
     result = chain(
         lyrics.s(params={"prompt": "tides"}, context={**ctx, "step": "words"}),
-        stems.s(params={"audio_id": {"$ref": "steps.words.audio_id"}},
-                context={**ctx, "step": "split"}),
+        stems.s(
+            params={"audio_id": {"$ref": "steps.words.audio_id"}}, context={**ctx, "step": "split"}
+        ),
     ).apply_async()
     with pytest.raises(Exception, match="step words has no output audio_id"):
         result.get(timeout=TIMEOUT_S)

@@ -33,8 +33,9 @@ def fits(spent: float, reserved: float, cap: float | None) -> bool:
 
 
 def reply_fits(d: SpendDecision) -> bool:
-    return fits(d.batch_spent, d.batch_reserved, d.batch_cap) and \
-        fits(d.global_spent, d.global_reserved, d.global_cap)
+    return fits(d.batch_spent, d.batch_reserved, d.batch_cap) and fits(
+        d.global_spent, d.global_reserved, d.global_cap
+    )
 
 
 def feed(guard: SpendGuard, name: str, out: dict[str, Any]) -> None:
@@ -60,8 +61,10 @@ def process_main(redis_url: str, index: int, barrier: Barrier, queue: Any) -> No
     """One process: THREADS feeder threads, then its totals on the queue."""
     client = redis.Redis.from_url(redis_url)
     outs = [{"breaches": 0, "refused": 0, **dict.fromkeys(CAPS, 0)} for _ in range(THREADS)]
-    threads = [threading.Thread(target=feed, args=(SpendGuard(client), f"p{index}t{t}", out))
-               for t, out in enumerate(outs)]
+    threads = [
+        threading.Thread(target=feed, args=(SpendGuard(client), f"p{index}t{t}", out))
+        for t, out in enumerate(outs)
+    ]
     barrier.wait()
     for thread in threads:
         thread.start()
@@ -88,8 +91,10 @@ def watch(guard: SpendGuard, stop: threading.Event, breaches: list[str]) -> int:
 def test_processes_and_threads_never_exceed_a_cap(redis_url: str) -> None:
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(PROCESSES + 1), ctx.Queue()
-    procs = [ctx.Process(target=process_main, args=(redis_url, i, barrier, queue))
-             for i in range(PROCESSES)]
+    procs = [
+        ctx.Process(target=process_main, args=(redis_url, i, barrier, queue))
+        for i in range(PROCESSES)
+    ]
     for proc in procs:
         proc.start()
     guard = SpendGuard(redis.Redis.from_url(redis_url))

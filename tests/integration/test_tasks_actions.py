@@ -98,28 +98,52 @@ def _after_upload(
 
 CASES = [
     Case("generate_prompt", _single("generate", {"prompt": "lo-fi rain", "seed": "101"})),
-    Case("generate_custom_lyric", _single("generate", {
-        "custom": True, "lyric": "[Verse]\nstreetlights hum", "title": "Hum", "seed": "102",
-        "model": "FUZZ-2.0 Pro"})),
-    Case("generate_instrumental", _single("generate", {
-        "prompt": "ambient drone", "instrumental": True, "seed": "103"})),
+    Case(
+        "generate_custom_lyric",
+        _single(
+            "generate",
+            {
+                "custom": True,
+                "lyric": "[Verse]\nstreetlights hum",
+                "title": "Hum",
+                "seed": "102",
+                "model": "FUZZ-2.0 Pro",
+            },
+        ),
+    ),
+    Case(
+        "generate_instrumental",
+        _single("generate", {"prompt": "ambient drone", "instrumental": True, "seed": "103"}),
+    ),
     Case("cover", _after_generate("cover", {"prompt": "as a jazz ballad"}, "104")),
     Case("extend", _after_generate("extend", {"prompt": "and a bridge"}, "105")),
     Case("variation", _after_generate("variation", {}, "106")),
-    Case("replace_section", _after_generate("replace_section", {
-        "replace_section_start": 2.0, "replace_section_end": 6.5, "prompt": "a drum break"},
-        "107")),
+    Case(
+        "replace_section",
+        _after_generate(
+            "replace_section",
+            {"replace_section_start": 2.0, "replace_section_end": 6.5, "prompt": "a drum break"},
+            "107",
+        ),
+    ),
     Case("swap_vocals", _after_generate("swap_vocals", {"lyric": "[Verse]\nnew words"}, "108")),
-    Case("swap_instrumentals", _after_generate("swap_instrumentals", {"prompt": "surf rock"},
-                                               "109")),
+    Case(
+        "swap_instrumentals", _after_generate("swap_instrumentals", {"prompt": "surf rock"}, "109")
+    ),
     Case("stems", _after_generate("stems", {}, "110")),
     Case("wav", _after_generate("wav", {}, "111")),
     Case("videos", _after_generate("videos", {}, "112")),
     Case("lyrics", lambda _: [lyrics.s(params={"prompt": "a song about tides"})]),
     Case("upload_cover", _after_upload("upload_cover", {"prompt": "bossa nova"}, "113")),
     Case("upload_extend", _after_upload("upload_extend", {"continue_at": 5.0}, "114")),
-    Case("upload_replace_section", _after_upload("upload_replace_section", {
-        "replace_section_start": 1.0, "replace_section_end": 3.0}, "115")),
+    Case(
+        "upload_replace_section",
+        _after_upload(
+            "upload_replace_section",
+            {"replace_section_start": 1.0, "replace_section_end": 3.0},
+            "115",
+        ),
+    ),
 ]
 
 
@@ -169,7 +193,8 @@ def _check_song(f: Fleet, result: dict[str, Any], artifacts: dict[str, dict[str,
     assert artifacts["audio"]["content_type"].startswith("audio/")
     assert artifacts["image"]["content_type"] == "image/png"
     assert _wav_seconds(f.storage_dir / artifacts["audio"]["key"]) == pytest.approx(
-        result["duration"], abs=0.01)
+        result["duration"], abs=0.01
+    )
     if "model" in result["params"]:
         assert result["model"] == result["params"]["model"]
 
@@ -218,7 +243,8 @@ def _wav_seconds(path: Path) -> float:
 
 def test_every_action_has_a_case() -> None:
     covered = {"generate", "upload", "lyrics", "wav", "videos"} | {
-        c.name for c in CASES if c.name in TASKS}
+        c.name for c in CASES if c.name in TASKS
+    }
     assert set(TASKS) | set(QUICK_ACTIONS) <= covered
 
 

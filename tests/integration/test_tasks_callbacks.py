@@ -70,8 +70,13 @@ def ledger_done_once(f: Fleet, result: dict[str, Any]) -> None:
 def test_generation_completes_by_callback_with_the_poller_off(
     redis_url: str, tmp_path: Path, collects: CollectCounter
 ) -> None:
-    with fleet(redis_url, tmp_path, callbacks=True, poller=False,
-               emulator=fast_emulator_config(**SLOW_ENOUGH)) as f:
+    with fleet(
+        redis_url,
+        tmp_path,
+        callbacks=True,
+        poller=False,
+        emulator=fast_emulator_config(**SLOW_ENOUGH),
+    ) as f:
         result = run_generation(f, "only a callback can finish this")
         counters = f.counters
         record = f.services.client.tasks.retrieve(result["api_task_id"])
@@ -86,8 +91,13 @@ def test_generation_completes_by_callback_with_the_poller_off(
 def test_forged_and_replayed_callbacks_are_rejected(
     redis_url: str, tmp_path: Path, collects: CollectCounter
 ) -> None:
-    with fleet(redis_url, tmp_path, callbacks=True, poller=False,
-               emulator=fast_emulator_config(**SLOW_ENOUGH)) as f:
+    with fleet(
+        redis_url,
+        tmp_path,
+        callbacks=True,
+        poller=False,
+        emulator=fast_emulator_config(**SLOW_ENOUGH),
+    ) as f:
         result = run_generation(f, "replay me")
         record = f.services.client.tasks.retrieve(result["api_task_id"])
         assert record is not None
@@ -103,8 +113,13 @@ def test_forged_and_replayed_callbacks_are_rejected(
                 "not_json": http.post(url, content=b"{").status_code,
             }
         entry = f.services.ledger.get(result["step_key"])
-    assert replies == {"replayed": 409, "forged": 403, "wrong_secret": 403, "unknown_id": 202,
-                       "not_json": 400}
+    assert replies == {
+        "replayed": 409,
+        "forged": 403,
+        "wrong_secret": 403,
+        "unknown_id": 202,
+        "not_json": 400,
+    }
     assert collects.count == 1
     assert entry is not None
     assert entry.result == result
@@ -158,11 +173,13 @@ def test_callbacks_and_poller_together_resume_each_step_once(
     redis_url: str, tmp_path: Path, collects: CollectCounter
 ) -> None:
     # Both completion paths on, callbacks duplicated: the claim lets one of them win.
-    emulator = fast_emulator_config(generation_s=20.0, generation_jitter_s=10.0,
-                                    faults=FaultConfig(callback_duplicate=1.0))
+    emulator = fast_emulator_config(
+        generation_s=20.0, generation_jitter_s=10.0, faults=FaultConfig(callback_duplicate=1.0)
+    )
     with fleet(redis_url, tmp_path, callbacks=True, poller=True, emulator=emulator) as f:
-        pending = [generate.delay(params={"prompt": f"race {i}", "seed": str(i)})
-                   for i in range(12)]
+        pending = [
+            generate.delay(params={"prompt": f"race {i}", "seed": str(i)}) for i in range(12)
+        ]
         results = [p.get(timeout=RESULT_TIMEOUT_S) for p in pending]
         counters = _after_callbacks(f, expected=24)
     assert collects.count == 12

@@ -33,8 +33,9 @@ RESULT_TIMEOUT_S = 45
 def rule(fault: str, prompt: str, times: int | None = None) -> FaultConfig:
     """Faults that fire ``fault`` on ``/producer/audios`` requests with ``prompt``."""
     when = {"prompt": prompt}
-    return FaultConfig(rules=[FaultRule(when=when, fault=fault, path="/producer/audios",
-                                        times=times)])
+    return FaultConfig(
+        rules=[FaultRule(when=when, fault=fault, path="/producer/audios", times=times)]
+    )
 
 
 def generate_params(prompt: str, seed: str = "1") -> dict[str, Any]:
@@ -64,8 +65,9 @@ def audios_posts(f: Fleet) -> int:
     return sum(1 for r in f.emulator.requests() if r["path"] == "/producer/audios")
 
 
-@pytest.mark.parametrize(("fault", "code"), [("forbidden_403", "forbidden"),
-                                             ("used_up_403", "used_up")])
+@pytest.mark.parametrize(
+    ("fault", "code"), [("forbidden_403", "forbidden"), ("used_up_403", "used_up")]
+)
 def test_permanent_provider_error_fails_once_and_is_recorded(
     redis_url: str, tmp_path: Path, fault: str, code: str
 ) -> None:
@@ -127,7 +129,8 @@ def test_server_error_is_retried_then_paid_once(redis_url: str, tmp_path: Path) 
     assert counters["errors_by_code"]["api_error"] == 1
     assert counters["submissions_total"] == 1
     assert counters["submissions_by_fingerprint"] == {
-        fingerprint("generate", generate_params("flaky")): 1}
+        fingerprint("generate", generate_params("flaky")): 1
+    }
     assert entry.state is State.DONE
     assert entry.adopted is False
 
@@ -145,7 +148,8 @@ def test_gateway_timeout_that_created_a_task_is_adopted(redis_url: str, tmp_path
     assert counters["errors_by_code"]["timeout"] == 1
     assert posts == 1  # the retry listed the provider's tasks instead of posting again
     assert counters["submissions_by_fingerprint"] == {
-        fingerprint("generate", generate_params("slow gateway")): 1}
+        fingerprint("generate", generate_params("slow gateway")): 1
+    }
     assert entry.state is State.DONE
     assert entry.adopted is True
     assert entry.api_task_id == result["api_task_id"]
@@ -186,8 +190,9 @@ def test_provider_rate_limit_requeues_and_lowers_the_shared_rate(
 ) -> None:
     # The emulator allows 4/s (burst 2); our limiter starts at 50/s and must learn.
     emulator = fast_emulator_config(submit_rate_per_s=4.0, submit_burst=2)
-    with fleet(redis_url, tmp_path, emulator=emulator, submit_rate_per_s=50.0,
-               submit_burst=10.0) as f:
+    with fleet(
+        redis_url, tmp_path, emulator=emulator, submit_rate_per_s=50.0, submit_burst=10.0
+    ) as f:
         pending = [generate.delay(params=generate_params(f"busy {i}", str(i))) for i in range(12)]
         results = [p.get(timeout=RESULT_TIMEOUT_S) for p in pending]
         counters = f.counters
@@ -229,13 +234,19 @@ def test_collect_redelivered_after_storing_returns_the_same_result(
         f.redis.hset(f"producer:ledger:{first['step_key']}", "state", "submitted")
         pending.forget()  # so .get() below waits for the redelivered collect
         cont = Continuation(
-            celery_task_id=pending.id, api_task_id=first["api_task_id"],
-            token_id=f.services.token_id, step_key=first["step_key"], action="generate",
-            submitted_at=0.0, deadline_at=0.0, context={"params": first["params"]},
+            celery_task_id=pending.id,
+            api_task_id=first["api_task_id"],
+            token_id=f.services.token_id,
+            step_key=first["step_key"],
+            action="generate",
+            submitted_at=0.0,
+            deadline_at=0.0,
+            context={"params": first["params"]},
         )
         outcome = ProviderOutcome.from_record("succeeded", record.model_dump(mode="json"))
-        again = collect.apply_async(args=[outcome.to_json(), cont.model_dump(mode="json")],
-                                    task_id=pending.id).get(timeout=RESULT_TIMEOUT_S)
+        again = collect.apply_async(
+            args=[outcome.to_json(), cont.model_dump(mode="json")], task_id=pending.id
+        ).get(timeout=RESULT_TIMEOUT_S)
         entry = ledger_entry(f, pending)
     assert again == first
     assert entry.state is State.DONE
@@ -263,8 +274,9 @@ def test_delivery_finding_the_submit_lock_held_waits_without_posting(
     with fleet(redis_url, tmp_path) as f:
         with submitting(f.services, f"task/{task_id}") as held:
             assert held
-            pending = generate.apply_async(kwargs={"params": generate_params("locked")},
-                                           task_id=task_id)
+            pending = generate.apply_async(
+                kwargs={"params": generate_params("locked")}, task_id=task_id
+            )
             time.sleep(1.5)
             entry_while_held = ledger_entry(f, pending)
             posts_while_held = audios_posts(f)

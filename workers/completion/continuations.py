@@ -43,7 +43,14 @@ CLAIMED_TTL_S = 7 * 24 * 3600
 
 # Celery request attributes that decide what happens after a task returns.
 DELIVERY_FIELDS = (
-    "chain", "callbacks", "errbacks", "group", "group_index", "chord", "root_id", "parent_id",
+    "chain",
+    "callbacks",
+    "errbacks",
+    "group",
+    "group_index",
+    "chord",
+    "root_id",
+    "parent_id",
 )
 
 
@@ -114,8 +121,12 @@ class ContinuationStore:
 
         ``at`` (epoch s, default now) is the claim time :meth:`stale_claims` compares.
         """
-        keys = [self._task_key(api_task_id), self._due_key(token_id),
-                self._resumed_key(token_id), self._claimed_key(api_task_id)]
+        keys = [
+            self._task_key(api_task_id),
+            self._due_key(token_id),
+            self._resumed_key(token_id),
+            self._claimed_key(api_task_id),
+        ]
         when = time.time() if at is None else at
         raw = self._claim(keys=keys, args=[api_task_id, when, CLAIMED_TTL_S])
         return None if raw is None else Continuation.model_validate_json(raw)
@@ -134,14 +145,19 @@ class ContinuationStore:
 
     def stale_claims(self, token_id: str, *, claimed_before: float, limit: int) -> list[str]:
         """Api task ids claimed before ``claimed_before`` whose collect never finished."""
-        ids = self._redis.zrangebyscore(self._resumed_key(token_id), "-inf", claimed_before,
-                                        start=0, num=limit)
+        ids = self._redis.zrangebyscore(
+            self._resumed_key(token_id), "-inf", claimed_before, start=0, num=limit
+        )
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     def unclaim(self, api_task_id: str, token_id: str, *, poll_at: float) -> bool:
         """Put a claimed continuation back to be polled at ``poll_at``; False if none."""
-        keys = [self._claimed_key(api_task_id), self._resumed_key(token_id),
-                self._task_key(api_task_id), self._due_key(token_id)]
+        keys = [
+            self._claimed_key(api_task_id),
+            self._resumed_key(token_id),
+            self._task_key(api_task_id),
+            self._due_key(token_id),
+        ]
         return bool(self._unclaim(keys=keys, args=[api_task_id, poll_at]))
 
     def api_task_for_callback(self, callback_id: str) -> str | None:

@@ -71,8 +71,11 @@ class ProviderOutcome(BaseModel):
     def expired(cls, api_task_id: str, waited_s: float) -> ProviderOutcome:
         """The poller gave up: the task was not finished by its deadline."""
         message = f"provider task {api_task_id} not finished after {waited_s}s"
-        return cls(status="expired", error=OutcomeError(code="deadline_exceeded", message=message),
-                   source="poller")
+        return cls(
+            status="expired",
+            error=OutcomeError(code="deadline_exceeded", message=message),
+            source="poller",
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The outcome as JSON-ready data, for a Celery message."""
@@ -95,10 +98,13 @@ class ProviderOutcome(BaseModel):
             return (err.code, err.message) if err else ("deadline_exceeded", "expired")
         response = (self.record or {}).get("response") if self.record else self.response
         found = (response or {}).get("error")
-        code, message = (found.get("code"), found.get("message")) if isinstance(
-            found, dict) else (None, found)
-        return (str(code or "provider_task_failed"),
-                str(message or "the provider reported the task failed"))
+        code, message = (
+            (found.get("code"), found.get("message")) if isinstance(found, dict) else (None, found)
+        )
+        return (
+            str(code or "provider_task_failed"),
+            str(message or "the provider reported the task failed"),
+        )
 
     def audio_result(self) -> AudioResult:
         """The songs of a succeeded ``/audios`` task, from the record or the callback body."""
@@ -109,8 +115,11 @@ class ProviderOutcome(BaseModel):
     def record_timings(self) -> dict[str, float]:
         """The task record's numeric times (:data:`RECORD_TIMINGS`); none from a callback."""
         record = self.record or {}
-        return {name: float(record[name]) for name in RECORD_TIMINGS
-                if isinstance(record.get(name), int | float)}
+        return {
+            name: float(record[name])
+            for name in RECORD_TIMINGS
+            if isinstance(record.get(name), int | float)
+        }
 
 
 __all__ = ["RECORD_TIMINGS", "OutcomeError", "OutcomeSource", "OutcomeStatus", "ProviderOutcome"]

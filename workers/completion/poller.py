@@ -107,8 +107,9 @@ class Poller:
                 continue  # claimed meanwhile by a callback
             record = records.get(cont.api_task_id)
             if record is not None and _outcome_name(record) != "pending":
-                outcome = ProviderOutcome.from_record(_outcome_name(record),
-                                                      record.model_dump(mode="json"))
+                outcome = ProviderOutcome.from_record(
+                    _outcome_name(record), record.model_dump(mode="json")
+                )
                 self._finish(cont, outcome, report)
             elif now >= cont.deadline_at:
                 waited_s = round(now - cont.submitted_at, 1)
@@ -125,13 +126,17 @@ class Poller:
         if self.reclaim_after_s is None or now < self._next_reclaim_at:
             return
         self._next_reclaim_at = now + min(self.reclaim_after_s / 4, 30.0)
-        stale = self.store.stale_claims(self.token_id, claimed_before=now - self.reclaim_after_s,
-                                        limit=self.batch_size)
+        stale = self.store.stale_claims(
+            self.token_id, claimed_before=now - self.reclaim_after_s, limit=self.batch_size
+        )
         for api_task_id in stale:
             if self.store.unclaim(api_task_id, self.token_id, poll_at=now):
                 report.reclaimed += 1
-                log.warning("continuation_reclaimed", api_task_id=api_task_id,
-                            reason="collect did not finish")
+                log.warning(
+                    "continuation_reclaimed",
+                    api_task_id=api_task_id,
+                    reason="collect did not finish",
+                )
 
     def _finish(self, cont: Continuation, outcome: ProviderOutcome, report: PollReport) -> None:
         claimed = self.store.claim(cont.api_task_id, self.token_id, at=self.clock())

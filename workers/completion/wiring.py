@@ -27,8 +27,9 @@ def poller_for(svc: Services, app: Celery) -> Poller:
         try:
             items = svc.client.tasks.retrieve_batch(list(ids)).items
         except RateLimitError as exc:
-            svc.limiter.report_throttled(svc.token_id, EndpointClass.POLL,
-                                         retry_after_s=exc.retry_after_s)
+            svc.limiter.report_throttled(
+                svc.token_id, EndpointClass.POLL, retry_after_s=exc.retry_after_s
+            )
             raise
         svc.limiter.report_success(svc.token_id, EndpointClass.POLL)
         return items
@@ -42,8 +43,12 @@ def poller_for(svc: Services, app: Celery) -> Poller:
 
     settings = svc.settings
     return Poller(
-        store=svc.continuations, token_id=svc.token_id, fetch=fetch,
-        take_poll_budget=take_poll_budget, resume=apply, batch_size=settings.poll_batch_size,
+        store=svc.continuations,
+        token_id=svc.token_id,
+        fetch=fetch,
+        take_poll_budget=take_poll_budget,
+        resume=apply,
+        batch_size=settings.poll_batch_size,
         first_poll_after_s=settings.poll_first_after_s,
         max_interval_s=settings.poll_max_interval_s,
         # A collect still unfinished after twice the visibility timeout was lost, not

@@ -167,8 +167,10 @@ class Ledger:
         for key in keys:
             pipe.hgetall(LEDGER_PREFIX + key)
         raws = pipe.execute()
-        return [LedgerEntry.from_mapping(k, raw) if raw else None
-                for k, raw in zip(keys, raws, strict=True)]
+        return [
+            LedgerEntry.from_mapping(k, raw) if raw else None
+            for k, raw in zip(keys, raws, strict=True)
+        ]
 
     def claimed_by(self, api_task_id: str) -> str | None:
         """Return the ledger key that recorded ``api_task_id``, or None."""

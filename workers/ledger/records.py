@@ -70,13 +70,21 @@ class LedgerEntry:
         f = {as_text(k): as_text(v) for k, v in raw.items()}
         result = f.get("result")
         return cls(
-            key=key, state=State(f["state"]), fingerprint=f["fingerprint"], owner=f["owner"],
-            reserved_at=float(f["reserved_at"]), lease_until=float(f["lease_until"]),
+            key=key,
+            state=State(f["state"]),
+            fingerprint=f["fingerprint"],
+            owner=f["owner"],
+            reserved_at=float(f["reserved_at"]),
+            lease_until=float(f["lease_until"]),
             post_started_at=_opt_float(f.get("post_started_at")),
-            api_task_id=f.get("api_task_id"), submitted_at=_opt_float(f.get("submitted_at")),
-            adopted=f.get("adopted") == "1", result=None if result is None else json.loads(result),
-            error_code=f.get("error_code"), error_message=f.get("error_message"),
-            finished_at=_opt_float(f.get("finished_at")), takeovers=int(f.get("takeovers", 0)),
+            api_task_id=f.get("api_task_id"),
+            submitted_at=_opt_float(f.get("submitted_at")),
+            adopted=f.get("adopted") == "1",
+            result=None if result is None else json.loads(result),
+            error_code=f.get("error_code"),
+            error_message=f.get("error_message"),
+            finished_at=_opt_float(f.get("finished_at")),
+            takeovers=int(f.get("takeovers", 0)),
             previous_owner=f.get("previous_owner"),
         )
 

@@ -32,7 +32,13 @@ class ActionKind(StrEnum):
 
 
 OUTPUT_FIELDS: tuple[str, ...] = (
-    "audio_id", "duration", "title", "seed", "model", "api_task_id", "lyric",
+    "audio_id",
+    "duration",
+    "title",
+    "seed",
+    "model",
+    "api_task_id",
+    "lyric",
 )
 """The fields of a step's summary in ``outputs`` (what ``{steps.NAME.FIELD}`` may name)."""
 
@@ -68,8 +74,9 @@ class Action:
 
 
 def _audios(name: str, *, needs_audio_id: bool = True, continues: bool = False) -> Action:
-    return Action(name, ActionKind.AUDIOS, needs_audio_id=needs_audio_id,
-                  continues_at_end=continues)
+    return Action(
+        name, ActionKind.AUDIOS, needs_audio_id=needs_audio_id, continues_at_end=continues
+    )
 
 
 def _quick(
@@ -77,31 +84,60 @@ def _quick(
 ) -> Action:
     # `missing`: outputs the reply never carries, so a reference to one is refused when
     # a pipeline is loaded, not when a row is paid for.
-    return Action(name, ActionKind.QUICK, outputs=_ALL_OUTPUTS - missing,
-                  needs_audio_id=needs_audio_id, input_field=field, reply_model=reply)
+    return Action(
+        name,
+        ActionKind.QUICK,
+        outputs=_ALL_OUTPUTS - missing,
+        needs_audio_id=needs_audio_id,
+        input_field=field,
+        reply_model=reply,
+    )
 
 
-CATALOGUE: Mapping[str, Action] = {a.name: a for a in (
-    _audios("generate", needs_audio_id=False),
-    _audios("cover"),
-    _audios("upload_cover"),
-    _audios("extend", continues=True),
-    _audios("upload_extend", continues=True),
-    _audios("variation"),
-    _audios("replace_section"),
-    _audios("upload_replace_section"),
-    _audios("swap_vocals"),
-    _audios("swap_instrumentals"),
-    _audios("stems"),
-    _quick("upload", "audio_url", UploadResult, {"duration", "title", "seed", "model"},
-           needs_audio_id=False),
-    _quick("lyrics", "prompt", LyricsResult, {"audio_id", "duration", "seed", "model"},
-           needs_audio_id=False),
-    _quick("wav", "audio_id", WavResult, {"duration", "seed", "model", "lyric"},
-           needs_audio_id=True),
-    _quick("videos", "audio_id", VideoResult, {"duration", "title", "seed", "model", "lyric"},
-           needs_audio_id=True),
-)}
+CATALOGUE: Mapping[str, Action] = {
+    a.name: a
+    for a in (
+        _audios("generate", needs_audio_id=False),
+        _audios("cover"),
+        _audios("upload_cover"),
+        _audios("extend", continues=True),
+        _audios("upload_extend", continues=True),
+        _audios("variation"),
+        _audios("replace_section"),
+        _audios("upload_replace_section"),
+        _audios("swap_vocals"),
+        _audios("swap_instrumentals"),
+        _audios("stems"),
+        _quick(
+            "upload",
+            "audio_url",
+            UploadResult,
+            {"duration", "title", "seed", "model"},
+            needs_audio_id=False,
+        ),
+        _quick(
+            "lyrics",
+            "prompt",
+            LyricsResult,
+            {"audio_id", "duration", "seed", "model"},
+            needs_audio_id=False,
+        ),
+        _quick(
+            "wav",
+            "audio_id",
+            WavResult,
+            {"duration", "seed", "model", "lyric"},
+            needs_audio_id=True,
+        ),
+        _quick(
+            "videos",
+            "audio_id",
+            VideoResult,
+            {"duration", "title", "seed", "model", "lyric"},
+            needs_audio_id=True,
+        ),
+    )
+}
 """Every action, by name: the ``/producer/audios`` ones first (the client's order)."""
 
 KNOWN_ACTIONS: tuple[str, ...] = tuple(CATALOGUE)

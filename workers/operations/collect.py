@@ -29,9 +29,16 @@ from workers.runtime import Services
 from workers.storage import ArtifactConflictError, artifact_key
 
 _EXT_BY_TYPE = {
-    "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mpeg": "mp3",
-    "audio/mp4": "m4a", "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
-    "application/zip": "zip", "video/mp4": "mp4",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp4": "m4a",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "application/zip": "zip",
+    "video/mp4": "mp4",
 }
 _KNOWN_EXTS = frozenset(_EXT_BY_TYPE.values()) | {"jpeg", "aac", "flac", "ogg"}
 
@@ -82,13 +89,19 @@ def _store_items(
     first = next((i for i in result.data if i.id), result.data[0] if result.data else None)
     context, prior = split_context(cont.context.get("context") or {})
     step = StepResult(
-        action=cont.action, step_key=cont.step_key, api_task_id=cont.api_task_id,
-        audio_id=first.id if first else None, title=first.title if first else None,
-        duration=first.duration if first else None, seed=first.seed if first else None,
+        action=cont.action,
+        step_key=cont.step_key,
+        api_task_id=cont.api_task_id,
+        audio_id=first.id if first else None,
+        title=first.title if first else None,
+        duration=first.duration if first else None,
+        seed=first.seed if first else None,
         model=first.model if first else None,
         items=[i.model_dump(mode="json", exclude_none=True) for i in result.data],
-        artifacts=artifacts, params=dict(cont.context.get("params") or {}),
-        context=context, timings=_timings(cont, outcome),
+        artifacts=artifacts,
+        params=dict(cont.context.get("params") or {}),
+        context=context,
+        timings=_timings(cont, outcome),
     )
     step = with_outputs(step, prior, lyric=first.lyric if first else None)
     step, meta = _put_metadata(svc, artifact_key(*where, cont.api_task_id, "json"), step)
@@ -130,8 +143,14 @@ def _artifact(
     kind: str, stored: Any, svc: Services, source: str | None, item_id: str | None
 ) -> Artifact:
     return Artifact(
-        kind=kind, key=stored.key, url=svc.store.url_for(stored.key), sha256=stored.sha256,
-        size=stored.size, content_type=stored.content_type, source_url=source, item_id=item_id,
+        kind=kind,
+        key=stored.key,
+        url=svc.store.url_for(stored.key),
+        sha256=stored.sha256,
+        size=stored.size,
+        content_type=stored.content_type,
+        source_url=source,
+        item_id=item_id,
     )
 
 
@@ -152,5 +171,8 @@ def _location(cont: Continuation) -> tuple[str, str, str]:
 
 
 def _timings(cont: Continuation, outcome: ProviderOutcome) -> dict[str, float]:
-    return {"submitted_at": cont.submitted_at, "collected_at": time.time(),
-            **outcome.record_timings()}
+    return {
+        "submitted_at": cont.submitted_at,
+        "collected_at": time.time(),
+        **outcome.record_timings(),
+    }

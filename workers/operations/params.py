@@ -62,26 +62,33 @@ def resolve_refs(action: str, params: Mapping[str, Any], prev: Prev) -> dict[str
     if not any(is_ref(v) for v in params.values()):
         return dict(params)
     outputs = prior_outputs(prev)
-    return {name: _resolve(action, name, value[REF_KEY], outputs) if is_ref(value) else value
-            for name, value in params.items()}
+    return {
+        name: _resolve(action, name, value[REF_KEY], outputs) if is_ref(value) else value
+        for name, value in params.items()
+    }
 
 
 def _resolve(action: str, param: str, ref: Any, outputs: Mapping[str, Any]) -> Any:
     parts = str(ref).split(".")
     if len(parts) != 3 or parts[0] != "steps":
-        raise StepFailed("invalid_params",
-                         f"{action}: {param}: bad reference {ref!r}, expected steps.NAME.FIELD")
+        raise StepFailed(
+            "invalid_params", f"{action}: {param}: bad reference {ref!r}, expected steps.NAME.FIELD"
+        )
     _, step, field = parts
     # A repeated step's copies are NAME#1..N; the bare NAME means the first copy.
     summary = outputs.get(step) or ("#" not in step and outputs.get(f"{step}#1")) or None
     if summary is None:
         known = ", ".join(sorted(outputs)) or "none"
-        raise StepFailed("invalid_params", f"{action}: {param}: no earlier step {step!r} "
-                                           f"in this chain (steps with outputs: {known})")
+        raise StepFailed(
+            "invalid_params",
+            f"{action}: {param}: no earlier step {step!r} "
+            f"in this chain (steps with outputs: {known})",
+        )
     value = summary.get(field)
     if value is None or value == "":
-        raise StepFailed("invalid_params",
-                         f"{action}: {param}: step {step} has no output {field} ({ref})")
+        raise StepFailed(
+            "invalid_params", f"{action}: {param}: step {step} has no output {field} ({ref})"
+        )
     return value
 
 

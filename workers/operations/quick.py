@@ -66,8 +66,9 @@ def run_quick_step(svc: Services, call: StepCall) -> Finished | Wait:
         raise
     recorded = svc.ledger.get(call.key)
     if recorded is not None and recorded.state in (State.DONE, State.FAILED):
-        return _recorded(recorded.state, recorded.result, recorded.error_code,
-                         recorded.error_message)
+        return _recorded(
+            recorded.state, recorded.result, recorded.error_code, recorded.error_message
+        )
     decision = svc.limiter.acquire(svc.token_id, EndpointClass.SUBMIT)
     if not decision.granted:
         return Wait(decision.countdown_s(), "rate")
@@ -129,8 +130,10 @@ def _input_field(action: str) -> str:
 def _post(svc: Services, call: StepCall, body: dict[str, Any]) -> BaseModel:
     svc.ledger.begin_submit(call.key, owner=call.celery_task_id)
     send: dict[str, Callable[..., BaseModel]] = {
-        "upload": svc.client.upload.create, "lyrics": svc.client.lyrics.create,
-        "wav": svc.client.wav.create, "videos": svc.client.videos.create,
+        "upload": svc.client.upload.create,
+        "lyrics": svc.client.lyrics.create,
+        "wav": svc.client.wav.create,
+        "videos": svc.client.videos.create,
     }
     try:
         reply = send[call.action](**body)
@@ -152,10 +155,16 @@ def _finish(svc: Services, call: StepCall, reply: BaseModel) -> dict[str, Any]:
     data = reply.model_dump(mode="json", exclude_none=True)
     context, prior = split_context(call.context)
     step = StepResult(
-        action=call.action, step_key=call.key, api_task_id=getattr(reply, "task_id", None),
+        action=call.action,
+        step_key=call.key,
+        api_task_id=getattr(reply, "task_id", None),
         audio_id=getattr(reply, "audio_id", None) or call.params.get("audio_id"),
-        title=getattr(reply, "title", None), artifacts=artifacts, params=call.params,
-        context=context, timings={"finished_at": time.time()}, extra=data,
+        title=getattr(reply, "title", None),
+        artifacts=artifacts,
+        params=call.params,
+        context=context,
+        timings={"finished_at": time.time()},
+        extra=data,
     )
     # A lyrics step's text (or an upload's transcription) feeds `{steps.NAME.lyric}`.
     step = with_outputs(step, prior, lyric=data.get("lyrics") or data.get("lyric"))
@@ -178,9 +187,17 @@ def _store(
         stored = svc.store.store_from_url(source, key, http_client=svc.downloads)
     else:
         return []
-    return [Artifact(kind=kind, key=stored.key, url=svc.store.url_for(stored.key),
-                     sha256=stored.sha256, size=stored.size, content_type=stored.content_type,
-                     source_url=source)]
+    return [
+        Artifact(
+            kind=kind,
+            key=stored.key,
+            url=svc.store.url_for(stored.key),
+            sha256=stored.sha256,
+            size=stored.size,
+            content_type=stored.content_type,
+            source_url=source,
+        )
+    ]
 
 
 def _location(call: StepCall) -> tuple[str, str, str]:

@@ -160,7 +160,8 @@ def submitting(svc: Services, key: str) -> Iterator[bool]:
         if held:
             # scripts/submit_unlock.lua: delete the lock only while this token holds it.
             register_scripts(svc.redis, "workers.operations")["submit_unlock"](
-                keys=[name], args=[token])
+                keys=[name], args=[token]
+            )
 
 
 def _submit_reserved(svc: Services, call: StepCall, params: AudioParams, epoch: int) -> Outcome:
@@ -193,17 +194,16 @@ def _settled(svc: Services, call: StepCall, entry: LedgerEntry) -> Outcome:
     return Paused(entry.api_task_id, adopted=entry.adopted)
 
 
-def record_refusal(
-    svc: Services, call: StepCall, body: dict[str, Any], failed: StepFailed
-) -> None:
+def record_refusal(svc: Services, call: StepCall, body: dict[str, Any], failed: StepFailed) -> None:
     """Record a step refused before any request (invalid params) as ``failed``.
 
     Only a fresh reservation is failed: an entry that already exists belongs to an
     earlier run of the key (or to other params) and is left as it is.
     """
     with contextlib.suppress(LedgerError):
-        claim, _ = svc.ledger.reserve(call.key, fingerprint=request_fingerprint(body),
-                                      owner=call.celery_task_id)
+        claim, _ = svc.ledger.reserve(
+            call.key, fingerprint=request_fingerprint(body), owner=call.celery_task_id
+        )
         if claim is Claim.NEW:
             svc.ledger.mark_failed(call.key, code=failed.code, message=failed.message)
 
@@ -223,8 +223,9 @@ def recent_provider_tasks(svc: Services, since: float) -> list[ProviderTask]:
         ).items
         for r in page:
             if r.request:
-                found[r.id] = ProviderTask(r.id, request_fingerprint(r.request),
-                                           float(r.created_at or 0.0))
+                found[r.id] = ProviderTask(
+                    r.id, request_fingerprint(r.request), float(r.created_at or 0.0)
+                )
         if len(page) < ADOPTION_PAGE_SIZE:
             break
     return list(found.values())

@@ -83,8 +83,14 @@ class Tuning:
     def as_args(self) -> list[float]:
         """The tuning as script arguments, in the order the Lua header lists them."""
         return [
-            self.decrease, self.recovery_s, self.probe_band, self.probe_slowdown,
-            self.backoff_s, self.max_backoff_s, self.window_s, self.min_rate_fraction,
+            self.decrease,
+            self.recovery_s,
+            self.probe_band,
+            self.probe_slowdown,
+            self.backoff_s,
+            self.max_backoff_s,
+            self.window_s,
+            self.min_rate_fraction,
         ]
 
 

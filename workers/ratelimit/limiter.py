@@ -31,8 +31,17 @@ from workers.ratelimit.status import LimitStatus, limit_status
 from workers.settings import Settings
 
 RESET_FIELDS = (
-    "ceiling", "burst", "rate", "w_max", "pause_until", "strikes",
-    "tokens", "ts", "acc", "acc_ts", "inc_ts",
+    "ceiling",
+    "burst",
+    "rate",
+    "w_max",
+    "pause_until",
+    "strikes",
+    "tokens",
+    "ts",
+    "acc",
+    "acc_ts",
+    "inc_ts",
 )
 """Everything ``reset`` forgets; ``epoch`` stays so late replies remain recognisably stale."""
 

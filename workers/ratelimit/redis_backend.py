@@ -56,8 +56,13 @@ class RedisBackend:
     def bucket(self, token_id: str, endpoint: EndpointClass, call: BucketCall) -> BucketReply:
         """Run ``scripts/token_bucket.lua`` once."""
         args = [
-            call.op, call.cost, call.defaults.ceiling, call.defaults.burst,
-            call.retry_after_s, call.epoch, *call.tuning.as_args(),
+            call.op,
+            call.cost,
+            call.defaults.ceiling,
+            call.defaults.burst,
+            call.retry_after_s,
+            call.epoch,
+            *call.tuning.as_args(),
         ]
         code, wait_ms, epoch, rate, pause = self._bucket(
             keys=[bucket_key(token_id, endpoint)], args=args

@@ -26,7 +26,11 @@ from workers.storage.errors import (
 
 #: Entries ending in "/" match a whole family; others must match exactly.
 DEFAULT_EXPECTED_TYPES: tuple[str, ...] = (
-    "audio/", "image/", "video/", "application/zip", "application/x-zip-compressed",
+    "audio/",
+    "image/",
+    "video/",
+    "application/zip",
+    "application/x-zip-compressed",
 )
 # Big enough that crossing into obstore per chunk costs little, small next to a part.
 READ_CHUNK_BYTES = 1024 * 1024

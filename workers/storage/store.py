@@ -143,7 +143,7 @@ class ArtifactStore:
         """
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme == "file":
-            root = Path(url[len("file://"):]).expanduser().resolve()
+            root = Path(url[len("file://") :]).expanduser().resolve()
             root.mkdir(parents=True, exist_ok=True)
             return cls(LocalStore(root), url=root.as_uri(), max_bytes=max_bytes)
         if scheme == "memory":
@@ -151,7 +151,9 @@ class ArtifactStore:
         if scheme in ("s3", "s3a"):
             store = _s3_store(url, s3_endpoint, s3_options or {})
             return cls(store, url=url, max_bytes=max_bytes)
-        raise ValueError(f"unsupported storage URL scheme {scheme!r}: use file://, s3:// or memory://")
+        raise ValueError(
+            f"unsupported storage URL scheme {scheme!r}: use file://, s3:// or memory://"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArtifactStore:
@@ -203,8 +205,12 @@ class ArtifactStore:
         body = HashingBody(response, cap)
         try:
             obstore.put(
-                self._store, staging, iter(body), use_multipart=True,
-                chunk_size=PART_SIZE_BYTES, max_concurrency=MAX_PARTS_IN_FLIGHT,
+                self._store,
+                staging,
+                iter(body),
+                use_multipart=True,
+                chunk_size=PART_SIZE_BYTES,
+                max_concurrency=MAX_PARTS_IN_FLIGHT,
             )
         except Exception as exc:
             raise translate_error(body.error or exc, url) from exc

@@ -27,7 +27,8 @@ from workers.tasks.base import run_step, step_task
 
 TASKS: dict[str, Task] = {
     action: step_task(
-        action, submit_audio_step,
+        action,
+        submit_audio_step,
         f"Submit a ``{action}`` step and pause until the provider finishes it.",
     )
     for action in ACTIONS
@@ -52,12 +53,18 @@ def _collect(
     """Store the finished step's files and return its result (runs under the step's id)."""
     cont = Continuation.model_validate(continuation)
     provider = ProviderOutcome.from_json(outcome)
-    bind_task_context(task_id=cont.celery_task_id, action=cont.action,
-                      api_task_id=cont.api_task_id)
-    call = StepCall(action=cont.action, params={}, key=cont.step_key, context={},
-                    celery_task_id=cont.celery_task_id, delivery=cont.delivery)
+    bind_task_context(task_id=cont.celery_task_id, action=cont.action, api_task_id=cont.api_task_id)
+    call = StepCall(
+        action=cont.action,
+        params={},
+        key=cont.step_key,
+        context={},
+        celery_task_id=cont.celery_task_id,
+        delivery=cont.delivery,
+    )
     return run_step(self, call, lambda svc, _: Finished(collect_step(svc, provider, cont)))
 
 
-collect: Task = shared_task(bind=True, name=COLLECT_TASK_NAME, acks_late=True,
-                            base=ProducerTask)(_collect)
+collect: Task = shared_task(bind=True, name=COLLECT_TASK_NAME, acks_late=True, base=ProducerTask)(
+    _collect
+)

@@ -42,11 +42,18 @@ def make_call(
     request = task.request
     if key is None:
         has_row = context.get("batch") is not None and context.get("row") is not None
-        key = (step_key(str(context["batch"]), context["row"], str(context.get("step") or action))
-               if has_row else f"task/{request.id}")
+        key = (
+            step_key(str(context["batch"]), context["row"], str(context.get("step") or action))
+            if has_row
+            else f"task/{request.id}"
+        )
     return StepCall(
-        action=action, params=params, key=key, context=context,
-        celery_task_id=str(request.id), delivery=delivery_from_request(request),
+        action=action,
+        params=params,
+        key=key,
+        context=context,
+        celery_task_id=str(request.id),
+        delivery=delivery_from_request(request),
     )
 
 
@@ -54,8 +61,12 @@ def run_step(
     task: Task, call: StepCall, operation: Callable[[Services, StepCall], Outcome]
 ) -> dict[str, Any]:
     """Run ``operation`` and turn its outcome into what Celery expects."""
-    bind_task_context(task_id=call.celery_task_id, action=call.action,
-                      batch=call.context.get("batch"), row=call.context.get("row"))
+    bind_task_context(
+        task_id=call.celery_task_id,
+        action=call.action,
+        batch=call.context.get("batch"),
+        row=call.context.get("row"),
+    )
     svc = get_services()  # once per run; passed down, never looked up again below
     try:
         outcome = operation(svc, call)
@@ -69,16 +80,22 @@ def _deliver(svc: Services, task: Task, call: StepCall, outcome: Outcome) -> dic
         log.info("step_finished", step_key=call.key, api_task_id=outcome.result.get("api_task_id"))
         return outcome.result
     if isinstance(outcome, Paused):
-        task.update_state(state=AWAITING_PROVIDER,
-                          meta={"api_task_id": outcome.api_task_id, "step_key": call.key})
+        task.update_state(
+            state=AWAITING_PROVIDER, meta={"api_task_id": outcome.api_task_id, "step_key": call.key}
+        )
         _restore_finished_state(svc, task, call)
-        log.info("step_submitted", step_key=call.key, api_task_id=outcome.api_task_id,
-                 adopted=outcome.adopted)
+        log.info(
+            "step_submitted",
+            step_key=call.key,
+            api_task_id=outcome.api_task_id,
+            adopted=outcome.adopted,
+        )
         raise Ignore()
     assert isinstance(outcome, Wait)
     countdown = _countdown(svc, outcome.countdown_s)
-    log.info("step_waiting", step_key=call.key, reason=outcome.reason,
-             countdown_s=round(countdown, 3))
+    log.info(
+        "step_waiting", step_key=call.key, reason=outcome.reason, countdown_s=round(countdown, 3)
+    )
     # Re-publish rather than Task.retry: a wait for capacity is not a failure, must not
     # spend the task's max_retries (Celery's default of 3 failed busy batches) and
     # writes no RETRY state. Same id, arguments and chain; this run ends with Ignore.
@@ -122,15 +139,20 @@ def _retry_or_fail(svc: Services, task: Task, call: StepCall, exc: Exception) ->
         log.warning("step_failed", step_key=call.key, code=failed.code, message=failed.message)
         return failed
     delay = _countdown(svc, backoff_s(attempt))
-    log.info("step_retry", step_key=call.key, code=verdict.code, attempt=attempt + 1,
-             countdown_s=round(delay, 2))
+    log.info(
+        "step_retry",
+        step_key=call.key,
+        code=verdict.code,
+        attempt=attempt + 1,
+        countdown_s=round(delay, 2),
+    )
     kwargs = {**task.request.kwargs, TRANSIENT_ATTEMPT_KW: attempt + 1}
     # max_retries=None would mean the task's default (3), not "unlimited": our own
     # attempt count above is the limit, so Celery's must not be lower.
-    retry: BaseException = task.retry(countdown=delay, max_retries=limit + 1, kwargs=kwargs,
-                                      exc=verdict)
+    retry: BaseException = task.retry(
+        countdown=delay, max_retries=limit + 1, kwargs=kwargs, exc=verdict
+    )
     return retry
-
 
 
 def step_task(action: str, operation: Callable[[Services, StepCall], Outcome], doc: str) -> Task:
@@ -158,9 +180,11 @@ def step_task(action: str, operation: Callable[[Services, StepCall], Outcome], d
 
     step.__name__ = action
     step.__doc__ = doc
-    task: Task = shared_task(bind=True, name=f"producer.{action}", acks_late=True,
-                             base=ProducerTask)(step)
+    task: Task = shared_task(
+        bind=True, name=f"producer.{action}", acks_late=True, base=ProducerTask
+    )(step)
     return task
+
 
 __all__ = [
     "AWAITING_PROVIDER",

@@ -30,8 +30,12 @@ def test_blocking_create_sends_no_async_and_parses(harness: Harness) -> None:
     assert isinstance(result, AudioResult)
     assert result.data[0].seed == "2450882164"
     (body,) = script.bodies
-    assert body == {**PROMPT_EXAMPLE["request"], "lyric": "", "custom": False,
-                    "instrumental": False}
+    assert body == {
+        **PROMPT_EXAMPLE["request"],
+        "lyric": "",
+        "custom": False,
+        "instrumental": False,
+    }
     assert "async" not in body
     assert "callback_url" not in body
     request = script.requests[0]
@@ -78,8 +82,9 @@ def test_invalid_params_never_reach_the_api(harness: Harness) -> None:
     with pytest.raises(ParamsValidationError, match="stems: audio_id: field required"):
         harness.run(script, lambda c: c.audios.submit({"action": "stems"}))
     with pytest.raises(ParamsValidationError, match="callback_url"):
-        harness.run(script, lambda c: c.audios.submit(GenerateParams(prompt="x"),
-                                                      callback_url="ftp://x"))
+        harness.run(
+            script, lambda c: c.audios.submit(GenerateParams(prompt="x"), callback_url="ftp://x")
+        )
     with pytest.raises(ParamsValidationError, match="params"):
         harness.run(script, lambda c: c.audios.create(42))
     assert script.requests == []
@@ -118,10 +123,16 @@ def test_retrieve_batch_listing_with_filters(harness: Harness) -> None:
         limit=5, offset=10, created_at_min=1.5, created_at_max=9.0, type="audios"
     )
     assert harness.run(script, call).items == []
-    assert script.bodies == [{
-        "action": "retrieve_batch", "limit": 5, "offset": 10,
-        "created_at_min": 1.5, "created_at_max": 9.0, "type": "audios",
-    }]
+    assert script.bodies == [
+        {
+            "action": "retrieve_batch",
+            "limit": 5,
+            "offset": 10,
+            "created_at_min": 1.5,
+            "created_at_max": 9.0,
+            "type": "audios",
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -181,8 +192,10 @@ def test_upload_with_callback_accepts_an_acknowledgement(harness: Harness) -> No
 
 def test_upload_without_audio_id_is_malformed(harness: Harness) -> None:
     with pytest.raises(MalformedResponseError, match="audio_id"):
-        harness.run(Script(reply(body={"success": True, "data": {}})),
-                    lambda c: c.upload.create(audio_url="https://a/x.mp3"))
+        harness.run(
+            Script(reply(body={"success": True, "data": {}})),
+            lambda c: c.upload.create(audio_url="https://a/x.mp3"),
+        )
 
 
 @pytest.mark.parametrize("key", ["response", "openapi_example_response"])

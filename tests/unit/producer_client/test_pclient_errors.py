@@ -34,8 +34,13 @@ ERROR_BODIES = [
     for status, bodies in load_example("errors.json")["by_status"].items()
     for body in bodies
 ]
-RETRYABLE = {pc.RateLimitError, pc.InternalServerError, pc.GatewayTimeoutError,
-             pc.BadGatewayError, pc.ServiceUnavailableError}
+RETRYABLE = {
+    pc.RateLimitError,
+    pc.InternalServerError,
+    pc.GatewayTimeoutError,
+    pc.BadGatewayError,
+    pc.ServiceUnavailableError,
+}
 
 
 def generate(client: Any) -> Any:
@@ -57,7 +62,9 @@ def test_documented_errors_map_to_their_class(
     assert type(exc) is cls
     assert isinstance(exc, pc.APIStatusError)
     assert (exc.status_code, exc.code, exc.trace_id) == (
-        status, body["error"]["code"], body["trace_id"],
+        status,
+        body["error"]["code"],
+        body["trace_id"],
     )
     assert exc.body == body
     assert exc.retryable is (cls in RETRYABLE)
@@ -74,10 +81,19 @@ def test_same_errors_with_success_false(
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(400, pc.BadRequestError), (401, pc.AuthenticationError), (403, pc.PermissionDeniedError),
-     (404, pc.NoApiError), (429, pc.RateLimitError), (500, pc.InternalServerError),
-     (502, pc.BadGatewayError), (503, pc.ServiceUnavailableError),
-     (504, pc.GatewayTimeoutError), (418, pc.APIStatusError), (501, pc.APIStatusError)],
+    [
+        (400, pc.BadRequestError),
+        (401, pc.AuthenticationError),
+        (403, pc.PermissionDeniedError),
+        (404, pc.NoApiError),
+        (429, pc.RateLimitError),
+        (500, pc.InternalServerError),
+        (502, pc.BadGatewayError),
+        (503, pc.ServiceUnavailableError),
+        (504, pc.GatewayTimeoutError),
+        (418, pc.APIStatusError),
+        (501, pc.APIStatusError),
+    ],
 )
 @pytest.mark.parametrize("error", ["a bare string", None, {"code": "brand_new_code"}])
 def test_unknown_codes_fall_back_by_status(
@@ -108,8 +124,12 @@ def test_success_false_on_200_raises_by_code(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     "response",
-    [httpx.Response(200, text="not json"), httpx.Response(200, json=[1, 2]),
-     httpx.Response(200, json="text"), httpx.Response(200)],
+    [
+        httpx.Response(200, text="not json"),
+        httpx.Response(200, json=[1, 2]),
+        httpx.Response(200, json="text"),
+        httpx.Response(200),
+    ],
 )
 def test_malformed_2xx_bodies(harness: Harness, response: httpx.Response) -> None:
     exc = raised(harness, response)
@@ -121,8 +141,9 @@ def test_wrong_shape_2xx_is_malformed(harness: Harness) -> None:
     with pytest.raises(pc.MalformedResponseError, match="TaskRecord"):
         harness.run(Script(reply(body={"type": "audios"})), lambda c: c.tasks.retrieve("x"))
     with pytest.raises(pc.MalformedResponseError, match="WavResult"):
-        harness.run(Script(reply(body={"success": True, "data": []})),
-                    lambda c: c.wav.create(audio_id="a"))
+        harness.run(
+            Script(reply(body={"success": True, "data": []})), lambda c: c.wav.create(audio_id="a")
+        )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +159,9 @@ def test_wrong_shape_2xx_is_malformed(harness: Harness) -> None:
     ],
 )
 def test_transport_errors_translated(
-    harness: Harness, error: type[httpx.TransportError], cls: type[pc.APIConnectionError],
+    harness: Harness,
+    error: type[httpx.TransportError],
+    cls: type[pc.APIConnectionError],
     sent: bool,
 ) -> None:
     with pytest.raises(pc.APIConnectionError) as info:

@@ -31,9 +31,15 @@ RESULT_MODELS = {
 
 def test_examples_folder_is_found() -> None:
     assert len(EXAMPLE_FILES) >= 13, EXAMPLES_DIR
-    handled = set(AUDIOS_FILES) | set(RESULT_MODELS) | {
-        "errors.json", "tasks_retrieve.json", "tasks_openapi_examples.json",
-    }
+    handled = (
+        set(AUDIOS_FILES)
+        | set(RESULT_MODELS)
+        | {
+            "errors.json",
+            "tasks_retrieve.json",
+            "tasks_openapi_examples.json",
+        }
+    )
     assert set(EXAMPLE_FILES) <= handled, "a new example file needs a parse test"
 
 
@@ -107,9 +113,10 @@ def test_tasks_retrieve_example() -> None:
     assert record.outcome is TaskOutcome.SUCCEEDED
     assert record.error_message is None
     assert record.audio_result().data[0].seed == "1490770667"
-    assert parse_audio_params(
-        {k: v for k, v in record.request.items() if k != "callback_url"}
-    ).action == "generate"
+    assert (
+        parse_audio_params({k: v for k, v in record.request.items() if k != "callback_url"}).action
+        == "generate"
+    )
 
 
 def test_tasks_openapi_examples() -> None:

@@ -38,10 +38,14 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "upload_extend": {"audio_id": AUDIO_ID, "continue_at": 3},
     "variation": {"audio_id": AUDIO_ID},
     "replace_section": {
-        "audio_id": AUDIO_ID, "replace_section_start": 10, "replace_section_end": 20,
+        "audio_id": AUDIO_ID,
+        "replace_section_start": 10,
+        "replace_section_end": 20,
     },
     "upload_replace_section": {
-        "audio_id": AUDIO_ID, "replace_section_start": 10, "replace_section_end": 20,
+        "audio_id": AUDIO_ID,
+        "replace_section_start": 10,
+        "replace_section_end": 20,
     },
     "swap_vocals": {"audio_id": AUDIO_ID, "lyric": "[Verse]\nla la"},
     "swap_instrumentals": {"audio_id": AUDIO_ID, "prompt": "Happy"},
@@ -79,9 +83,17 @@ def invalid_fields(action: str, **changes: Any) -> list[str]:
 def test_actions_cover_every_model() -> None:
     assert set(ACTIONS) == set(MINIMAL)
     classes = {
-        GenerateParams, CoverParams, UploadCoverParams, ExtendParams, UploadExtendParams,
-        VariationParams, ReplaceSectionParams, UploadReplaceSectionParams, SwapVocalsParams,
-        SwapInstrumentalsParams, StemsParams,
+        GenerateParams,
+        CoverParams,
+        UploadCoverParams,
+        ExtendParams,
+        UploadExtendParams,
+        VariationParams,
+        ReplaceSectionParams,
+        UploadReplaceSectionParams,
+        SwapVocalsParams,
+        SwapInstrumentalsParams,
+        StemsParams,
     }
     assert {params_model_for(a) for a in ACTIONS} == classes
 
@@ -196,8 +208,11 @@ def test_continue_at_must_not_be_negative(action: str, continue_at: float) -> No
     [(a, "audio_id") for a in WITH_AUDIO_ID]
     + [("extend", "continue_at"), ("upload_extend", "continue_at")]
     + [("swap_vocals", "lyric"), ("swap_instrumentals", "prompt")]
-    + [(a, f) for a in ("replace_section", "upload_replace_section")
-       for f in ("replace_section_start", "replace_section_end")],
+    + [
+        (a, f)
+        for a in ("replace_section", "upload_replace_section")
+        for f in ("replace_section_start", "replace_section_end")
+    ],
 )
 def test_required_fields(action: str, field: str) -> None:
     data = {k: v for k, v in MINIMAL[action].items() if k != field}
@@ -221,8 +236,11 @@ def test_custom_mode_needs_lyric() -> None:
     assert invalid_fields("cover", custom=True, lyric="") == ["lyric"]
     body = build("generate", custom=True, lyric="[Verse]\nhi", prompt="").to_body()
     assert body == {
-        "action": "generate", "prompt": "", "lyric": "[Verse]\nhi",
-        "custom": True, "instrumental": False,
+        "action": "generate",
+        "prompt": "",
+        "lyric": "[Verse]\nhi",
+        "custom": True,
+        "instrumental": False,
     }
 
 
@@ -268,7 +286,11 @@ def test_numbers_keep_their_written_form() -> None:
 def test_body_never_contains_none() -> None:
     body = GenerateParams(prompt="hi", title=None, model=None).to_body()
     assert body == {
-        "action": "generate", "prompt": "hi", "lyric": "", "custom": False, "instrumental": False,
+        "action": "generate",
+        "prompt": "hi",
+        "lyric": "",
+        "custom": False,
+        "instrumental": False,
     }
 
 

@@ -38,34 +38,74 @@ TRUTH_TABLE: list[tuple[str, float | None, dict[str, Any] | None, TaskOutcome, s
     ("items look final but not finished", None, {"data": [SONG]}, TaskOutcome.PENDING, None),
     ("error without success, not finished", None, {"error": "x"}, TaskOutcome.PENDING, None),
     ("success true", None, {"success": True, "data": [SONG]}, TaskOutcome.SUCCEEDED, None),
-    ("success true, finished", DONE_AT, {"success": True, "data": []}, TaskOutcome.SUCCEEDED,
-     None),
-    ("finished, no success, final items", DONE_AT, {"data": [SONG]}, TaskOutcome.SUCCEEDED,
-     None),
+    ("success true, finished", DONE_AT, {"success": True, "data": []}, TaskOutcome.SUCCEEDED, None),
+    ("finished, no success, final items", DONE_AT, {"data": [SONG]}, TaskOutcome.SUCCEEDED, None),
     ("finished, no success, stems item", DONE_AT, {"data": [STEMS]}, TaskOutcome.SUCCEEDED, None),
-    ("finished, state complete", DONE_AT, {"data": [{**SONG, "state": "complete"}]},
-     TaskOutcome.SUCCEEDED, None),
-    ("finished without success or items", DONE_AT, {"data": []}, TaskOutcome.FAILED,
-     "Task failed"),
+    (
+        "finished, state complete",
+        DONE_AT,
+        {"data": [{**SONG, "state": "complete"}]},
+        TaskOutcome.SUCCEEDED,
+        None,
+    ),
+    ("finished without success or items", DONE_AT, {"data": []}, TaskOutcome.FAILED, "Task failed"),
     ("finished without response", DONE_AT, None, TaskOutcome.FAILED, "Task failed"),
-    ("finished, preview item only", DONE_AT, {"data": [PREVIEW]}, TaskOutcome.FAILED,
-     "Task failed"),
-    ("finished, succeeded state but no url", DONE_AT, {"data": [{"state": "succeeded"}]},
-     TaskOutcome.FAILED, "Task failed"),
-    ("finished, one item not final", DONE_AT, {"data": [SONG, PREVIEW]}, TaskOutcome.FAILED,
-     "Task failed"),
-    ("success false, error object", None,
-     {"success": False, "error": {"code": "api_error", "message": "fetch failed"}, "data": []},
-     TaskOutcome.FAILED, "fetch failed"),
-    ("success false, error string", DONE_AT, {"success": False, "error": "moderated"},
-     TaskOutcome.FAILED, "moderated"),
-    ("success false, error null", DONE_AT, {"success": False, "error": None}, TaskOutcome.FAILED,
-     "Task failed"),
-    ("success false, code only", DONE_AT, {"success": False, "error": {"code": "forbidden"}},
-     TaskOutcome.FAILED, "forbidden"),
-    ("success false, partial playable data", DONE_AT,
-     {"success": False, "error": {"message": "one of two failed"}, "data": [SONG]},
-     TaskOutcome.FAILED, "one of two failed"),
+    (
+        "finished, preview item only",
+        DONE_AT,
+        {"data": [PREVIEW]},
+        TaskOutcome.FAILED,
+        "Task failed",
+    ),
+    (
+        "finished, succeeded state but no url",
+        DONE_AT,
+        {"data": [{"state": "succeeded"}]},
+        TaskOutcome.FAILED,
+        "Task failed",
+    ),
+    (
+        "finished, one item not final",
+        DONE_AT,
+        {"data": [SONG, PREVIEW]},
+        TaskOutcome.FAILED,
+        "Task failed",
+    ),
+    (
+        "success false, error object",
+        None,
+        {"success": False, "error": {"code": "api_error", "message": "fetch failed"}, "data": []},
+        TaskOutcome.FAILED,
+        "fetch failed",
+    ),
+    (
+        "success false, error string",
+        DONE_AT,
+        {"success": False, "error": "moderated"},
+        TaskOutcome.FAILED,
+        "moderated",
+    ),
+    (
+        "success false, error null",
+        DONE_AT,
+        {"success": False, "error": None},
+        TaskOutcome.FAILED,
+        "Task failed",
+    ),
+    (
+        "success false, code only",
+        DONE_AT,
+        {"success": False, "error": {"code": "forbidden"}},
+        TaskOutcome.FAILED,
+        "forbidden",
+    ),
+    (
+        "success false, partial playable data",
+        DONE_AT,
+        {"success": False, "error": {"message": "one of two failed"}, "data": [SONG]},
+        TaskOutcome.FAILED,
+        "one of two failed",
+    ),
 ]
 
 
@@ -145,8 +185,13 @@ def test_wav_tolerates_object_data() -> None:
 
 def test_record_tolerates_doc_drift() -> None:
     rec = TaskRecord.model_validate(
-        {"id": "t", "duration": 40.06, "finished_at": "1767119785.5", "future_key": [1],
-         "request": None}
+        {
+            "id": "t",
+            "duration": 40.06,
+            "finished_at": "1767119785.5",
+            "future_key": [1],
+            "request": None,
+        }
     )
     assert rec.request == {}
     assert rec.elapsed == pytest.approx(40.06)

@@ -37,7 +37,8 @@ PAID_CALLS: dict[str, tuple[Callable[[Any], Any], httpx.Response]] = {
         reply(body=load_example("lyrics.json")["response"]),
     ),
     "wav.create": (
-        lambda c: c.wav.create(audio_id="a"), reply(body=load_example("wav.json")["response"])
+        lambda c: c.wav.create(audio_id="a"),
+        reply(body=load_example("wav.json")["response"]),
     ),
     "videos.create": (
         lambda c: c.videos.create(audio_id="a"),
@@ -128,8 +129,13 @@ def test_workers_see_every_429_with_max_retries_zero(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     "failure",
-    [reply(400, {"error": {"code": "bad_request"}}), reply(401, {"error": "nope"}),
-     reply(403, {"error": {"code": "used_up"}}), reply(404, {}), httpx.Response(200, text="x")],
+    [
+        reply(400, {"error": {"code": "bad_request"}}),
+        reply(401, {"error": "nope"}),
+        reply(403, {"error": {"code": "used_up"}}),
+        reply(404, {}),
+        httpx.Response(200, text="x"),
+    ],
 )
 def test_non_retryable_errors_are_not_retried(harness: Harness, failure: httpx.Response) -> None:
     script = Script(failure, OK_TASK)
@@ -170,8 +176,14 @@ def test_retry_after_delay_is_capped(retry_after: float) -> None:
 
 
 def _status(cls: type[pc.APIStatusError], retry_after_s: float | None = None) -> Any:
-    return cls(status_code=0, code=None, message=None, trace_id=None, body=None,
-               retry_after_s=retry_after_s)
+    return cls(
+        status_code=0,
+        code=None,
+        message=None,
+        trace_id=None,
+        body=None,
+        retry_after_s=retry_after_s,
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,22 @@ import producer_client as pc
 ECHOING_ERRORS = [
     (status, code)
     for status, code in [
-        (400, "bad_request"), (400, "no_token"), (400, "token_mismatched"),
-        (400, "api_not_implemented"), (400, "disabled"), (401, "invalid_token"),
-        (401, "token_expired"), (403, "used_up"), (403, "forbidden"), (404, "no_api"),
-        (429, "too_many_requests"), (500, "api_error"), (502, None), (503, None),
-        (504, "timeout"), (418, None),
+        (400, "bad_request"),
+        (400, "no_token"),
+        (400, "token_mismatched"),
+        (400, "api_not_implemented"),
+        (400, "disabled"),
+        (401, "invalid_token"),
+        (401, "token_expired"),
+        (403, "used_up"),
+        (403, "forbidden"),
+        (404, "no_api"),
+        (429, "too_many_requests"),
+        (500, "api_error"),
+        (502, None),
+        (503, None),
+        (504, "timeout"),
+        (418, None),
     ]
 ]
 
@@ -89,9 +100,7 @@ def test_other_errors_do_not_leak() -> None:
         assert TOKEN not in str(exc) + repr(exc)
 
 
-def test_logs_never_contain_the_token(
-    harness: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_logs_never_contain_the_token(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     script = Script(reply(500, {"error": {"code": "api_error"}}), reply(body={"id": "t"}))
     harness.run(script, lambda c: c.tasks.retrieve("t"))
@@ -102,8 +111,13 @@ def test_logs_never_contain_the_token(
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"api_token": ""}, {"api_token": "  "}, {"api_token": TOKEN, "timeout_s": 0},
-     {"api_token": TOKEN, "max_retries": -1}, {"api_token": TOKEN, "base_url": "ftp://x"}],
+    [
+        {"api_token": ""},
+        {"api_token": "  "},
+        {"api_token": TOKEN, "timeout_s": 0},
+        {"api_token": TOKEN, "max_retries": -1},
+        {"api_token": TOKEN, "base_url": "ftp://x"},
+    ],
 )
 def test_bad_configuration_rejected_without_echoing_token(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError) as info:

@@ -67,8 +67,9 @@ def test_stdlib_records_are_routed_and_redacted(stream: io.StringIO) -> None:
 
 def test_signed_url_values_and_bearer_tokens_are_scrubbed(stream: io.StringIO) -> None:
     url = "https://cb.example/hook?id=7&sig=deadbeef&token=abc123#x"
-    get_logger().info("callback", url=url, headers={"Authorization": "Bearer xyz"},
-                      note="auth: bearer qwerty")
+    get_logger().info(
+        "callback", url=url, headers={"Authorization": "Bearer xyz"}, note="auth: bearer qwerty"
+    )
     (line,) = lines(stream)
     assert line["url"] == f"https://cb.example/hook?id=7&sig={REDACTED}&token={REDACTED}#x"
     assert line["headers"] == {"Authorization": REDACTED}
@@ -104,7 +105,11 @@ def test_task_context_is_on_every_line_until_cleared(stream: io.StringIO) -> Non
     one, two, three = lines(stream)
     for line in (one, two):
         assert (line["task_id"], line["action"], line["batch"], line["row"]) == (
-            "c-1", "generate", "b", 4)
+            "c-1",
+            "generate",
+            "b",
+            4,
+        )
         assert "api_task_id" not in line
     assert "task_id" not in three
 
@@ -116,8 +121,16 @@ def test_bind_task_context_with_capture_logs() -> None:
             structlog.get_logger().info("resumed", attempt=2)
     finally:
         clear_task_context()
-    assert logs == [{"event": "resumed", "attempt": 2, "log_level": "info",
-                     "task_id": "c-2", "step": "extend", "api_task_id": "t-9"}]
+    assert logs == [
+        {
+            "event": "resumed",
+            "attempt": 2,
+            "log_level": "info",
+            "task_id": "c-2",
+            "step": "extend",
+            "api_task_id": "t-9",
+        }
+    ]
 
 
 def test_redact_processor_on_its_own() -> None:

@@ -61,13 +61,16 @@ class RecordingFeeder(Feeder):
 def make_batch(redis_client: redis.Redis, tmp_path: Path) -> Callable[..., str]:
     def make(batch_id: str, rows: int, **kwargs: object) -> str:
         path = tmp_path / f"{batch_id}.csv"
-        path.write_text(HEADER + "".join(f"song {i},T,FUZZ-2.0,true,{i},0.3,x\n"
-                                         for i in range(1, rows + 1)), encoding="utf-8")
-        report = submit_batch(redis_client, prices=PRICES,
-                              source=str(path), pipeline=GES, batch_id=batch_id,
-                              **kwargs)  # type: ignore[arg-type]
+        path.write_text(
+            HEADER + "".join(f"song {i},T,FUZZ-2.0,true,{i},0.3,x\n" for i in range(1, rows + 1)),
+            encoding="utf-8",
+        )
+        report = submit_batch(
+            redis_client, prices=PRICES, source=str(path), pipeline=GES, batch_id=batch_id, **kwargs
+        )  # type: ignore[arg-type]
         assert report.accepted == rows
         return batch_id
+
     return make
 
 
@@ -103,8 +106,9 @@ def test_concurrent_feeders_admit_each_row_once(
 ) -> None:
     make_batch("a", 300)
     make_batch("b", 300)
-    feeders = [RecordingFeeder(redis.Redis.from_url(redis_server_url), window=1000)
-               for _ in range(6)]
+    feeders = [
+        RecordingFeeder(redis.Redis.from_url(redis_server_url), window=1000) for _ in range(6)
+    ]
     threads = [threading.Thread(target=f.feed_once) for f in feeders]
     for t in threads:
         t.start()
@@ -200,8 +204,9 @@ def test_resume_runs_running_and_abandoned_rows_again(
     feeder.feed_once()
     feeder.row_ended("a", 1)  # row 4 goes out
     cancel_batch(redis_client, FakeApp(), "a", abandon=True, prices=PRICES)  # type: ignore[arg-type]
-    again = submit_batch(redis_client, prices=PRICES, source=str(tmp_path / "a.csv"), pipeline=GES,
-                         batch_id="a")
+    again = submit_batch(
+        redis_client, prices=PRICES, source=str(tmp_path / "a.csv"), pipeline=GES, batch_id="a"
+    )
     assert (again.resumed, again.status) == (True, "queued")
     state = BatchState(redis_client)
     assert state.states("a") == b"xdppp" and state.in_window() == 0
@@ -290,8 +295,9 @@ def test_a_row_without_a_canvas_fails_and_a_refused_publish_pauses(
     assert feeder.feed_once() == 0  # row 1: no canvas
     assert feeder.feed_once() == 0  # row 2: the broker refuses it
     state = BatchState(redis_client)
-    assert state.errors("a") == {1: {"step": "-", "code": "canvas_error",
-                                     "message": "ValueError: no canvas for you"}}
+    assert state.errors("a") == {
+        1: {"step": "-", "code": "canvas_error", "message": "ValueError: no canvas for you"}
+    }
     record = state.record("a") or {}
     assert (record["status"], record["paused_reason"]) == ("paused", "publish_failed")
     assert state.states("a") == b"xfp" and state.in_window() == 0

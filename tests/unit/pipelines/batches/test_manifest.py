@@ -25,12 +25,27 @@ SECRET = "sk-not-in-the-manifest"
 def result(row: int, step: str) -> dict[str, object]:
     key = f"b/{row}/{step}/a{row}.wav"
     return {
-        "action": step, "step_key": f"b/{row}/{step}", "api_task_id": f"t-{row}-{step}",
-        "audio_id": f"a{row}", "title": "T", "duration": 61.5, "seed": "7", "model": "FUZZ-2.0",
+        "action": step,
+        "step_key": f"b/{row}/{step}",
+        "api_task_id": f"t-{row}-{step}",
+        "audio_id": f"a{row}",
+        "title": "T",
+        "duration": 61.5,
+        "seed": "7",
+        "model": "FUZZ-2.0",
         "params": {"prompt": "p", "callback_url": f"https://x/?token={SECRET}"},
         "items": [{"audio_url": f"https://cdn/?sig={SECRET}"}],
-        "artifacts": [{"kind": "audio", "key": key, "url": f"file:///r/{key}", "sha256": "ab" * 32,
-                       "size": 10, "content_type": "audio/wav", "source_url": "https://cdn"}],
+        "artifacts": [
+            {
+                "kind": "audio",
+                "key": key,
+                "url": f"file:///r/{key}",
+                "sha256": "ab" * 32,
+                "size": 10,
+                "content_type": "audio/wav",
+                "source_url": "https://cdn",
+            }
+        ],
         "timings": {"submitted_at": 1.0, "collected_at": 2.0},
     }
 
@@ -38,9 +53,16 @@ def result(row: int, step: str) -> dict[str, object]:
 def make_batch(client: redis.Redis, tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text("prompt\nsong one\nsong two\nsong three\n", encoding="utf-8")
-    assert submit_batch(client, prices=PRICES,
-                        source=str(path), pipeline=get_pipeline("generate-extend-stems"),
-                        batch_id="b").accepted == 3
+    assert (
+        submit_batch(
+            client,
+            prices=PRICES,
+            source=str(path),
+            pipeline=get_pipeline("generate-extend-stems"),
+            batch_id="b",
+        ).accepted
+        == 3
+    )
     ledger = Ledger(client)
     for row, steps in ((1, ("generate", "extend", "stems")), (2, ("generate",))):
         for step in steps:
@@ -50,8 +72,9 @@ def make_batch(client: redis.Redis, tmp_path: Path) -> None:
     ledger.mark_failed(step_key("b", 2, "extend"), code="api_error", message="Generation failed.")
     state = BatchState(client)
     state.finish("b", 1)
-    state.finish("b", 2, failure={"step": "extend", "code": "api_error",
-                                  "message": "Generation failed."})
+    state.finish(
+        "b", 2, failure={"step": "extend", "code": "api_error", "message": "Generation failed."}
+    )
 
 
 def test_manifest_lines_errors_and_partial_batches(
@@ -61,11 +84,16 @@ def test_manifest_lines_errors_and_partial_batches(
     manifest = build_manifest(redis_client, "b")
     assert not manifest.final  # row 3 is still pending
     assert [(line["row"], line["step"]) for line in manifest.lines] == [
-        (1, "generate"), (1, "extend"), (1, "stems"), (2, "generate")]
+        (1, "generate"),
+        (1, "extend"),
+        (1, "stems"),
+        (2, "generate"),
+    ]
     first = manifest.lines[0]
     assert first["api_task_id"] == "t-1-generate" and first["artifacts"][0]["sha256"] == "ab" * 32
-    assert manifest.errors == [{"row": 2, "step": "extend", "code": "api_error",
-                                "message": "Generation failed."}]
+    assert manifest.errors == [
+        {"row": 2, "step": "extend", "code": "api_error", "message": "Generation failed."}
+    ]
     store = ArtifactStore.from_url("memory://")
     written = write_manifest(manifest, tmp_path / "out", store)
     assert set(written) == {"manifest.jsonl", "manifest.csv", "errors.csv"}  # not stored yet

@@ -23,9 +23,14 @@ def test_fail_prints_the_message_unwrapped_and_returns_the_exit(
     assert f"error: {message}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("error", [ConfigurationError("no token"),
-                                   ScheduleConfigError("bad cron"),
-                                   UnknownPipelineError("x", ["generate"])])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigurationError("no token"),
+        ScheduleConfigError("bad cron"),
+        UnknownPipelineError("x", ["generate"]),
+    ],
+)
 def test_handle_errors_turns_domain_errors_into_exit_2(
     error: Exception, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -75,7 +80,8 @@ def test_a_guarded_command_keeps_its_signature_for_typer() -> None:
 
 def test_an_unknown_pipeline_exits_2_with_the_message() -> None:
     _mount()
-    result = CliRunner().invoke(app, ["submit", "rows.csv", "--pipeline", "no-such-pipeline",
-                                      "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["submit", "rows.csv", "--pipeline", "no-such-pipeline", "--dry-run"]
+    )
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and "no-such-pipeline" in result.output

@@ -35,8 +35,14 @@ class Submissions:
         def submit(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
             self.calls.append((spec, batch_id))
             if self.refuse:
-                return SubmitReport(batch_id, 0, 1, [RowError(2, "prompt", "missing")], False,
-                                    refused="1 invalid row(s)")
+                return SubmitReport(
+                    batch_id,
+                    0,
+                    1,
+                    [RowError(2, "prompt", "missing")],
+                    False,
+                    refused="1 invalid row(s)",
+                )
             return SubmitReport(batch_id, 3, 0, [], False)
 
         return submit
@@ -81,20 +87,45 @@ def listed(runner: CliRunner) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in json.loads(invoke(runner, "list", "--json"))}
 
 
-def test_add_list_show_remove(runner: CliRunner, store: ScheduleStore, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_add_list_show_remove(
+    runner: CliRunner, store: ScheduleStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    out = invoke(runner, "add", "nightly", "--pipeline", "generate", "--csv", "p.csv",
-                 "--cron", "0 3 * * *", "--max-spend", "5", "--skip-invalid")
+    out = invoke(
+        runner,
+        "add",
+        "nightly",
+        "--pipeline",
+        "generate",
+        "--csv",
+        "p.csv",
+        "--cron",
+        "0 3 * * *",
+        "--max-spend",
+        "5",
+        "--skip-invalid",
+    )
     assert out.startswith("created schedule nightly: cron 0 3 * * * (UTC), next run 20")
-    invoke(runner, "add", "often", "--pipeline", "generate-cover", "--csv", "s3://b/p.csv",
-           "--every", "15m")
+    invoke(
+        runner,
+        "add",
+        "often",
+        "--pipeline",
+        "generate-cover",
+        "--csv",
+        "s3://b/p.csv",
+        "--every",
+        "15m",
+    )
     rows = listed(runner)
     assert set(rows) == {"nightly", "often"}
     nightly = rows["nightly"]
     assert nightly["csv"] == str(tmp_path / "p.csv")
     assert (nightly["when"], nightly["max_spend"], nightly["skip_invalid"]) == (
-        "cron 0 3 * * * (UTC)", 5.0, True)
+        "cron 0 3 * * * (UTC)",
+        5.0,
+        True,
+    )
     assert nightly["next_run"].endswith("T03:00:00+00:00")
     assert (nightly["last_run"], nightly["last_batch_id"]) == (None, None)
     assert store.entry("often") is not None
@@ -110,12 +141,15 @@ def test_add_list_show_remove(runner: CliRunner, store: ScheduleStore, tmp_path:
     assert set(listed(runner)) == {"nightly"}
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--cron", "0 3 * * *", "--every", "1h"], "got both"),
-    ([], "got neither"),
-    (["--cron", "0 3 * *"], "cron: '0 3 * *' has 4 fields"),
-    (["--every", "1h", "--pipeline", "nope"], "pipeline: unknown pipeline 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--cron", "0 3 * * *", "--every", "1h"], "got both"),
+        ([], "got neither"),
+        (["--cron", "0 3 * *"], "cron: '0 3 * *' has 4 fields"),
+        (["--every", "1h", "--pipeline", "nope"], "pipeline: unknown pipeline 'nope'"),
+    ],
+)
 def test_add_refuses_invalid_schedules(runner: CliRunner, args: list[str], expected: str) -> None:
     base = ["add", "bad", "--csv", "/p.csv"]
     if "--pipeline" not in args:
@@ -126,16 +160,25 @@ def test_add_refuses_invalid_schedules(runner: CliRunner, args: list[str], expec
     assert listed(runner) == {}
 
 
-def test_run_now_submits_and_records_the_batch(
-    runner: CliRunner, submissions: Submissions
-) -> None:
-    invoke(runner, "add", "nightly", "--pipeline", "generate", "--csv", "/p.csv",
-           "--every", "1h", "--max-spend", "2.5")
+def test_run_now_submits_and_records_the_batch(runner: CliRunner, submissions: Submissions) -> None:
+    invoke(
+        runner,
+        "add",
+        "nightly",
+        "--pipeline",
+        "generate",
+        "--csv",
+        "/p.csv",
+        "--every",
+        "1h",
+        "--max-spend",
+        "2.5",
+    )
     result = runner.invoke(app, ["schedules", "run-now", "nightly"])
     assert result.exit_code == 0, result.output
     batch_id = result.stdout.strip()
     assert batch_id.startswith("s-nightly-") and len(batch_id) == len("s-nightly-") + 14
-    (spec, submitted_id), = submissions.calls
+    ((spec, submitted_id),) = submissions.calls
     assert (spec.name, spec.max_spend, submitted_id) == ("nightly", 2.5, batch_id)
     row = listed(runner)["nightly"]
     assert (row["last_batch_id"], row["last_status"]) == (batch_id, "submitted")
@@ -148,8 +191,7 @@ def test_run_now_of_a_refused_csv_fails_with_the_errors(
     runner: CliRunner, submissions: Submissions
 ) -> None:
     submissions.refuse = True
-    invoke(runner, "add", "nightly", "--pipeline", "generate", "--csv", "/p.csv",
-           "--every", "1h")
+    invoke(runner, "add", "nightly", "--pipeline", "generate", "--csv", "/p.csv", "--every", "1h")
     result = runner.invoke(app, ["schedules", "run-now", "nightly"])
     assert result.exit_code == 1
     assert "1 invalid row(s)" in result.output and "row 2, prompt: missing" in result.output
@@ -184,11 +226,11 @@ def test_sync_from_file_and_from_the_setting(
 ) -> None:
     invoke(runner, "add", "adhoc", "--pipeline", "generate", "--csv", "/p.csv", "--every", "1h")
     path = tmp_path / "schedules.toml"
-    path.write_text('[schedules.nightly]\npipeline = "generate"\ncsv = "p.csv"\n'
-                    'cron = "0 3 * * *"\n')
+    path.write_text(
+        '[schedules.nightly]\npipeline = "generate"\ncsv = "p.csv"\ncron = "0 3 * * *"\n'
+    )
     out = invoke(runner, "sync", "--file", str(path))
-    assert out.splitlines() == ["created: nightly", "updated: -", "unchanged: -",
-                                "removed: adhoc"]
+    assert out.splitlines() == ["created: nightly", "updated: -", "unchanged: -", "removed: adhoc"]
     assert store.get("nightly") is not None and store.get("adhoc") is None
 
     invoke(runner, "sync", code=2)  # no file given, none configured

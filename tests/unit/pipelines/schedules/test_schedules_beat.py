@@ -95,8 +95,9 @@ def test_beat_start_syncs_the_schedules_file(
     store: ScheduleStore, redis_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "schedules.toml"
-    path.write_text('[schedules.nightly]\npipeline = "generate"\ncsv = "p.csv"\n'
-                    'cron = "0 3 * * *"\n')
+    path.write_text(
+        '[schedules.nightly]\npipeline = "generate"\ncsv = "p.csv"\ncron = "0 3 * * *"\n'
+    )
     # The hooks read the settings the entry point was built with, not the environment.
     hooks = BeatHooks(app, Settings(redis_url=redis_url, schedules_file=str(path)))
     hooks.on_beat_start()

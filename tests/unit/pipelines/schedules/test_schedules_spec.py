@@ -31,35 +31,47 @@ def spec(**values: Any) -> ScheduleSpec:
     return build_spec(**{**base, **values})
 
 
-@pytest.mark.parametrize(("given", "seconds"), [
-    (30, 30), ("30", 30), ("90s", 90), ("15m", 900), ("1h", 3600), (" 2 d ", 172800),
-])
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        (30, 30),
+        ("30", 30),
+        ("90s", 90),
+        ("15m", 900),
+        ("1h", 3600),
+        (" 2 d ", 172800),
+    ],
+)
 def test_every_accepts_seconds_and_units(given: int | str, seconds: int) -> None:
     assert parse_every(given) == seconds
     assert spec(every=given).every == seconds
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(45, "45s"), (900, "15m"), (7200, "2h"),
-                                               (86400, "1d"), (90, "90s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(45, "45s"), (900, "15m"), (7200, "2h"), (86400, "1d"), (90, "90s")]
+)
 def test_format_every_uses_the_largest_whole_unit(seconds: int, text: str) -> None:
     assert format_every(seconds) == text
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ({"cron": "0 3 * * *", "every": "1h"}, "exactly one of `cron` or `every` (got both)"),
-    ({}, "exactly one of `cron` or `every` (got neither)"),
-    ({"cron": "0 3 * *"}, "cron: '0 3 * *' has 4 fields"),
-    ({"cron": "61 3 * * *"}, "cron: Invalid end range"),
-    ({"cron": "0 0 30 2 *"}, "cron: Invalid crontab: day_of_month '30' never occurs"),
-    ({"every": "2x"}, "every: '2x' is not an interval"),
-    ({"every": 0}, "every: the interval must be at least 1 second"),
-    ({"every": "1h", "timezone": "Europe/Paris"}, "`timezone` applies to `cron` only"),
-    ({"cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "timezone: unknown timezone"),
-    ({"cron": "0 3 * * *", "csv": "relative.csv"}, "csv: a local CSV path must be absolute"),
-    ({"cron": "0 3 * * *", "csv": "ftp://host/p.csv"}, "csv: unsupported URL scheme 'ftp'"),
-    ({"cron": "0 3 * * *", "max_spend": 0}, "max_spend: Input should be greater than 0"),
-    ({"cron": "0 3 * * *", "crn": "x"}, "crn: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"cron": "0 3 * * *", "every": "1h"}, "exactly one of `cron` or `every` (got both)"),
+        ({}, "exactly one of `cron` or `every` (got neither)"),
+        ({"cron": "0 3 * *"}, "cron: '0 3 * *' has 4 fields"),
+        ({"cron": "61 3 * * *"}, "cron: Invalid end range"),
+        ({"cron": "0 0 30 2 *"}, "cron: Invalid crontab: day_of_month '30' never occurs"),
+        ({"every": "2x"}, "every: '2x' is not an interval"),
+        ({"every": 0}, "every: the interval must be at least 1 second"),
+        ({"every": "1h", "timezone": "Europe/Paris"}, "`timezone` applies to `cron` only"),
+        ({"cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "timezone: unknown timezone"),
+        ({"cron": "0 3 * * *", "csv": "relative.csv"}, "csv: a local CSV path must be absolute"),
+        ({"cron": "0 3 * * *", "csv": "ftp://host/p.csv"}, "csv: unsupported URL scheme 'ftp'"),
+        ({"cron": "0 3 * * *", "max_spend": 0}, "max_spend: Input should be greater than 0"),
+        ({"cron": "0 3 * * *", "crn": "x"}, "crn: Extra inputs are not permitted"),
+    ],
+)
 def test_invalid_specs_name_the_schedule_and_the_field(
     values: dict[str, Any], expected: str
 ) -> None:
@@ -88,7 +100,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_load_reads_tables_and_resolves_local_csv_against_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [schedules.nightly]
 pipeline = "generate"
 csv = "prompts/nightly.csv"
@@ -102,17 +116,27 @@ csv = "s3://bucket/p.csv"
 every = "15m"
 skip_invalid = true
 enabled = false
-""")
+""",
+    )
     nightly, often = load_schedules(path)
     assert nightly.csv == str(tmp_path / "prompts" / "nightly.csv")
     assert (nightly.cron, nightly.timezone, nightly.max_spend) == (
-        "0 3 * * *", "Europe/Paris", 12.5)
+        "0 3 * * *",
+        "Europe/Paris",
+        12.5,
+    )
     assert (often.csv, often.every, often.skip_invalid, often.enabled) == (
-        "s3://bucket/p.csv", 900, True, False)
+        "s3://bucket/p.csv",
+        900,
+        True,
+        False,
+    )
 
 
 def test_load_reports_every_bad_schedule_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [schedules.a]
 pipeline = "generate"
 csv = "/p.csv"
@@ -128,7 +152,8 @@ cron = "0 25 * * *"
 pipeline = "generate"
 csv = "/p.csv"
 every = 60
-""")
+""",
+    )
     with pytest.raises(ScheduleConfigError) as caught:
         load_schedules(path)
     lines = str(caught.value).splitlines()
@@ -137,12 +162,15 @@ every = 60
     assert len(lines) == 2
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[schedules.a", "schedules.toml: "),
-    ("[other]\nx = 1", "expected only [schedules.<name>] tables"),
-    ("schedules = 3", "expected only [schedules.<name>] tables"),
-    ("[schedules]\na = 3", "schedule 'a': expected a table"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[schedules.a", "schedules.toml: "),
+        ("[other]\nx = 1", "expected only [schedules.<name>] tables"),
+        ("schedules = 3", "expected only [schedules.<name>] tables"),
+        ("[schedules]\na = 3", "schedule 'a': expected a table"),
+    ],
+)
 def test_load_refuses_malformed_files(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ScheduleConfigError, match=expected.replace("[", r"\[")):
         load_schedules(write(tmp_path, text))
@@ -169,7 +197,7 @@ def test_next_cron_time_follows_wall_time_across_daylight_saving() -> None:
     before_dst = datetime(2025, 3, 29, 12, tzinfo=UTC)
     first = next_cron_time(paris, before_dst)
     second = next_cron_time(paris, first or before_dst)
-    assert first == datetime(2025, 3, 30, 1, 30, tzinfo=UTC)   # 03:30 CEST
+    assert first == datetime(2025, 3, 30, 1, 30, tzinfo=UTC)  # 03:30 CEST
     assert second == datetime(2025, 3, 31, 1, 30, tzinfo=UTC)
     winter = next_cron_time(paris, datetime(2025, 12, 1, tzinfo=UTC))
     assert winter == datetime(2025, 12, 1, 2, 30, tzinfo=UTC)  # 03:30 CET
@@ -180,7 +208,8 @@ def test_next_cron_time_honours_weekdays_months_and_strictly_after() -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     assert next_cron_time(weekly, start) == datetime(2025, 6, 2, 9, tzinfo=UTC)
     assert next_cron_time(weekly, datetime(2025, 6, 2, 9, tzinfo=UTC)) == datetime(
-        2025, 6, 9, 9, tzinfo=UTC)
+        2025, 6, 9, 9, tzinfo=UTC
+    )
 
 
 def test_due_since_is_true_only_when_a_slot_fell_in_between() -> None:
@@ -214,6 +243,8 @@ def test_batch_ids_name_the_schedule_and_the_slot() -> None:
     assert batch_id_for(spec(every=10), fired) == "s-nightly-20250701030040"
     # Two fires of one slot share an id; the next slot gets a new one.
     assert batch_id_for(spec(every=10), fired + timedelta(seconds=0.5)) == (
-        "s-nightly-20250701030040")
+        "s-nightly-20250701030040"
+    )
     assert batch_id_for(spec(every=10), fired + timedelta(seconds=10)) == (
-        "s-nightly-20250701030050")
+        "s-nightly-20250701030050"
+    )

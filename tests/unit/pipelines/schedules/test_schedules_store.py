@@ -126,22 +126,32 @@ def test_remove_deletes_spec_entry_and_runs(
 def test_sync_creates_updates_removes_and_leaves_foreign_entries(
     store: ScheduleStore, foreign_app: Celery, redis_client: redis.Redis
 ) -> None:
-    foreign = RedBeatSchedulerEntry(name="cleanup", task="other.cleanup",
-                                    schedule=schedule(run_every=60), app=foreign_app)
+    foreign = RedBeatSchedulerEntry(
+        name="cleanup", task="other.cleanup", schedule=schedule(run_every=60), app=foreign_app
+    )
     foreign.save()
     redis_client.set("producer:schedule-notes", "not ours either")
     store.put(spec("keep"), now=NOW)
     store.put(spec("change"), now=NOW)
     store.put(spec("drop"), now=NOW)
     # An entry of ours whose spec is gone (e.g. a crash between two writes).
-    orphan = RedBeatSchedulerEntry(name="schedule:orphan", task=FIRE_TASK, args=["orphan"],
-                                   schedule=schedule(run_every=60), app=foreign_app)
+    orphan = RedBeatSchedulerEntry(
+        name="schedule:orphan",
+        task=FIRE_TASK,
+        args=["orphan"],
+        schedule=schedule(run_every=60),
+        app=foreign_app,
+    )
     orphan.save()
 
     report = store.sync([spec("keep"), spec("change", every="1h"), spec("new")], now=NOW)
 
     assert (report.created, report.updated, report.unchanged, report.removed) == (
-        ["new"], ["change"], ["keep"], ["drop", "orphan"])
+        ["new"],
+        ["change"],
+        ["keep"],
+        ["drop", "orphan"],
+    )
     assert [s.name for s in store.specs()] == ["change", "keep", "new"]
     assert store.owned_entry_names() == {"change", "keep", "new"}
     assert RedBeatSchedulerEntry.from_key(foreign.key, app=foreign_app).task == "other.cleanup"
@@ -178,9 +188,14 @@ def test_fire_submits_a_batch_named_by_the_slot_and_records_it(store: ScheduleSt
     run = fire_schedule(store, "nightly", fired_at=fired, submit=submit)
     assert run is not None
     assert (run.batch_id, run.status, run.accepted, run.origin) == (
-        "s-nightly-20250701120010", "submitted", 2, "beat")
-    duplicate = fire_schedule(store, "nightly", fired_at=fired + timedelta(seconds=0.3),
-                              submit=submit)
+        "s-nightly-20250701120010",
+        "submitted",
+        2,
+        "beat",
+    )
+    duplicate = fire_schedule(
+        store, "nightly", fired_at=fired + timedelta(seconds=0.3), submit=submit
+    )
     assert duplicate is not None and duplicate.status == "resumed"
     assert submit.seen == ["s-nightly-20250701120010"] * 2
     state = store.state("nightly")
@@ -202,13 +217,21 @@ def test_a_refused_csv_is_one_failed_run_with_the_report(store: ScheduleStore) -
 
     def refuse(spec: ScheduleSpec, batch_id: str) -> SubmitReport:
         errors = [RowError(row, "prompt", "field required") for row in range(1, 31)]
-        return SubmitReport(batch_id, accepted=0, rejected=30, errors=errors, resumed=False,
-                            refused="30 invalid row(s); fix them or pass --skip-invalid")
+        return SubmitReport(
+            batch_id,
+            accepted=0,
+            rejected=30,
+            errors=errors,
+            resumed=False,
+            refused="30 invalid row(s); fix them or pass --skip-invalid",
+        )
 
     run = fire_schedule(store, "nightly", fired_at=NOW, submit=refuse)
     assert run is not None and (run.status, run.rejected, len(run.errors)) == ("failed", 30, 21)
-    assert run.errors[:2] == ["30 invalid row(s); fix them or pass --skip-invalid",
-                              "row 1, prompt: field required"]
+    assert run.errors[:2] == [
+        "30 invalid row(s); fix them or pass --skip-invalid",
+        "row 1, prompt: field required",
+    ]
 
 
 def test_cron_fires_run_only_when_a_local_slot_fell(store: ScheduleStore) -> None:

@@ -31,11 +31,23 @@ from workers.operations.results import (
 )
 
 
-def result(step: str, audio_id: str, *, duration: float = 30.0,
-           prior: dict[str, dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+def result(
+    step: str,
+    audio_id: str,
+    *,
+    duration: float = 30.0,
+    prior: dict[str, dict[str, Any]] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """A step result as a worker returns it, with its outputs."""
-    made = StepResult(action=fields.pop("action", "generate"), step_key=f"b/2/{step}",
-                      audio_id=audio_id, duration=duration, context={"step": step}, **fields)
+    made = StepResult(
+        action=fields.pop("action", "generate"),
+        step_key=f"b/2/{step}",
+        audio_id=audio_id,
+        duration=duration,
+        context={"step": step},
+        **fields,
+    )
     return with_outputs(made, prior or {}).model_dump(mode="json")
 
 
@@ -64,12 +76,21 @@ def test_extend_takes_the_generated_songs_id_and_duration() -> None:
 
 
 def test_explicit_references_win_over_the_previous_steps_defaults() -> None:
-    spec = PipelineSpec(name="p", steps=[
-        {"name": "first", "action": "generate", "params": {"prompt": "{row.prompt}"}},
-        {"name": "second", "action": "variation"},
-        {"name": "third", "action": "extend", "params": {
-            "audio_id": "{steps.first.audio_id}", "continue_at": "{steps.first.duration}"}},
-    ])
+    spec = PipelineSpec(
+        name="p",
+        steps=[
+            {"name": "first", "action": "generate", "params": {"prompt": "{row.prompt}"}},
+            {"name": "second", "action": "variation"},
+            {
+                "name": "third",
+                "action": "extend",
+                "params": {
+                    "audio_id": "{steps.first.audio_id}",
+                    "continue_at": "{steps.first.duration}",
+                },
+            },
+        ],
+    )
     first = result("first", "song-1", duration=10.0)
     second = result("second", "song-2", duration=99.0, prior=first["outputs"])
     params = complete_params("extend", params_of(spec, "third"), second)
@@ -80,11 +101,16 @@ def test_explicit_references_win_over_the_previous_steps_defaults() -> None:
 
 def test_a_chord_passes_a_list_and_its_outputs_merge() -> None:
     song = result("generate", "song-1")
-    copies = [result(f"variation#{i}", f"var-{i}", prior=song["outputs"], action="variation")
-              for i in (1, 2)]
+    copies = [
+        result(f"variation#{i}", f"var-{i}", prior=song["outputs"], action="variation")
+        for i in (1, 2)
+    ]
     assert set(prior_outputs(copies)) == {"generate", "variation#1", "variation#2"}
-    refs = {"a": {"$ref": "steps.variation.audio_id"}, "b": {"$ref": "steps.variation#2.audio_id"},
-            "c": {"$ref": "steps.generate.audio_id"}}
+    refs = {
+        "a": {"$ref": "steps.variation.audio_id"},
+        "b": {"$ref": "steps.variation#2.audio_id"},
+        "c": {"$ref": "steps.generate.audio_id"},
+    }
     assert resolve_refs("stems", refs, copies) == {"a": "var-1", "b": "var-2", "c": "song-1"}
     # The implicit audio id after a chord is the first copy's.
     assert complete_params("stems", {}, copies) == {"audio_id": "var-1"}
@@ -94,8 +120,9 @@ def test_a_chord_passes_a_list_and_its_outputs_merge() -> None:
 
 def test_a_reference_to_a_step_not_in_the_chain_fails_the_step() -> None:
     with pytest.raises(StepFailed) as info:
-        complete_params("stems", {"audio_id": {"$ref": "steps.nope.audio_id"}},
-                        result("generate", "song-1"))
+        complete_params(
+            "stems", {"audio_id": {"$ref": "steps.nope.audio_id"}}, result("generate", "song-1")
+        )
     assert info.value.code == "invalid_params"
     assert "no earlier step 'nope'" in info.value.message
     assert "generate" in info.value.message
@@ -125,14 +152,23 @@ def test_a_reference_without_any_previous_result_fails_the_step() -> None:
 def test_params_without_references_are_unchanged() -> None:
     assert complete_params("generate", {"prompt": "x"}, None) == {"prompt": "x"}
     assert complete_params("stems", {"audio_id": "given"}, result("g", "song-1")) == {
-        "audio_id": "given"}
+        "audio_id": "given"
+    }
 
 
 def test_outputs_accumulate_along_the_chain() -> None:
     first = result("first", "song-1", title="One", seed="7", model="FUZZ-2.0")
-    assert first["outputs"] == {"first": {
-        "audio_id": "song-1", "duration": 30.0, "title": "One", "seed": "7",
-        "model": "FUZZ-2.0", "api_task_id": None, "lyric": None}}
+    assert first["outputs"] == {
+        "first": {
+            "audio_id": "song-1",
+            "duration": 30.0,
+            "title": "One",
+            "seed": "7",
+            "model": "FUZZ-2.0",
+            "api_task_id": None,
+            "lyric": None,
+        }
+    }
     second = result("second", "song-2", prior=prior_outputs(first))
     assert list(second["outputs"]) == ["first", "second"]
     unnamed = with_outputs(StepResult(action="stems", step_key="k"), {})
@@ -159,4 +195,3 @@ def test_every_output_field_has_a_placeholder_the_params_models_accept() -> None
     from workers.operations.actions import OUTPUT_FIELDS
 
     assert set(PLACEHOLDERS) == set(OUTPUT_FIELDS)
-

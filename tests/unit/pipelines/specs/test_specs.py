@@ -20,8 +20,14 @@ from workers.settings import Settings
 
 EXAMPLES_CSV = Path(__file__).resolve().parents[4] / "examples" / "prompts.csv"
 REQUIRED_BUILTINS = {
-    "generate", "generate-extend-stems", "generate-cover", "swap-vocals", "swap-instrumentals",
-    "variation", "upload-cover", "upload-extend",
+    "generate",
+    "generate-extend-stems",
+    "generate-cover",
+    "swap-vocals",
+    "swap-instrumentals",
+    "variation",
+    "upload-cover",
+    "upload-extend",
 }
 
 
@@ -82,16 +88,28 @@ prompt = "as a {row.genre} song"
 
 
 def test_toml_file_parses_into_specs(tmp_path: Path) -> None:
-    specs = read_pipelines_file(write(tmp_path, TWO_PIPELINES.replace("as a {row.genre} song",
-                                                                       "as a jazz song")))
+    specs = read_pipelines_file(
+        write(tmp_path, TWO_PIPELINES.replace("as a {row.genre} song", "as a jazz song"))
+    )
     one, two = specs["one"], specs["two"]
     assert one.name == "one" and one.description == "one step"
-    assert one.steps == [StepSpec(name="gen", action="generate", params={
-        "prompt": "{row.prompt}", "seed": "{row.seed?}", "weirdness": 0.5,
-        "instrumental": True})]
+    assert one.steps == [
+        StepSpec(
+            name="gen",
+            action="generate",
+            params={
+                "prompt": "{row.prompt}",
+                "seed": "{row.seed?}",
+                "weirdness": 0.5,
+                "instrumental": True,
+            },
+        )
+    ]
     assert two.description == ""
     assert [(s.name, s.action, s.repeat) for s in two.steps] == [
-        ("up", "upload", 1), ("cover", "upload_cover", 3)]
+        ("up", "upload", 1),
+        ("cover", "upload_cover", 3),
+    ]
     assert two.steps[1].copy_names() == ["cover#1", "cover#2", "cover#3"]
     assert one.columns() == (frozenset({"prompt"}), frozenset({"seed"}))
     assert two.columns() == (frozenset({"audio_url"}), frozenset())
@@ -106,12 +124,15 @@ def test_a_template_inside_text_is_refused(tmp_path: Path) -> None:
 
 
 def test_columns_required_wins_over_optional() -> None:
-    pipeline = spec(gen(title="{row.title?}", seed="{row.seed?}"),
-                    {"name": "cov", "action": "cover", "params": {"title": "{row.title}"}})
+    pipeline = spec(
+        gen(title="{row.title?}", seed="{row.seed?}"),
+        {"name": "cov", "action": "cover", "params": {"title": "{row.title}"}},
+    )
     assert pipeline.columns() == (frozenset({"prompt", "title"}), frozenset({"seed"}))
 
 
 # -- the built-ins -----------------------------------------------------------------------
+
 
 def test_every_builtin_validates_and_the_required_ones_exist() -> None:
     builtins = read_pipelines_file(BUILTIN_FILE)
@@ -127,8 +148,13 @@ def test_builtins_read_the_example_csv_columns() -> None:
     with EXAMPLES_CSV.open(newline="") as f:
         header = set(next(csv.reader(f)))
     builtins = load_pipelines()
-    for name in ("generate", "generate-extend-stems", "generate-cover", "variation",
-                 "generate-variations"):
+    for name in (
+        "generate",
+        "generate-extend-stems",
+        "generate-cover",
+        "variation",
+        "generate-variations",
+    ):
         required, _ = builtins[name].columns()
         assert required <= header, name
     _, optional = builtins["generate-extend-stems"].columns()
@@ -196,19 +222,20 @@ def test_unknown_pipeline_lists_the_known_ones() -> None:
     assert "generate-extend-stems" in message and "upload-cover" in message
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[pipelines.x\n", "invalid TOML"),
-    ("title = 'x'\n", "holds only [pipelines.NAME] tables (unexpected: title)"),
-    ("pipelines = 3\n", "holds only [pipelines.NAME] tables"),
-    ("[pipelines]\nx = 3\n", "pipeline 'x': must be a table"),
-    ("[pipelines.x]\nname = 'y'\nsteps = []\n", "pipeline 'x', field 'name': the table's key"),
-    ("[pipelines.x]\n", "pipeline 'x', field 'steps': field required"),
-    ("[pipelines.x]\nsteps = []\n", "pipeline 'x', field 'steps': list should have at least 1"),
-    ("[pipelines.x]\nsteps = []\nowner = 'me'\n", "field 'owner': extra inputs"),
-])
-def test_bad_files_name_the_problem_and_the_file(
-    tmp_path: Path, text: str, expected: str
-) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[pipelines.x\n", "invalid TOML"),
+        ("title = 'x'\n", "holds only [pipelines.NAME] tables (unexpected: title)"),
+        ("pipelines = 3\n", "holds only [pipelines.NAME] tables"),
+        ("[pipelines]\nx = 3\n", "pipeline 'x': must be a table"),
+        ("[pipelines.x]\nname = 'y'\nsteps = []\n", "pipeline 'x', field 'name': the table's key"),
+        ("[pipelines.x]\n", "pipeline 'x', field 'steps': field required"),
+        ("[pipelines.x]\nsteps = []\n", "pipeline 'x', field 'steps': list should have at least 1"),
+        ("[pipelines.x]\nsteps = []\nowner = 'me'\n", "field 'owner': extra inputs"),
+    ],
+)
+def test_bad_files_name_the_problem_and_the_file(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(PipelineSpecError) as info:
         load_pipelines(path)
@@ -243,69 +270,102 @@ params = { prompt = "x", weirdness = 2 }
 
 # -- validation errors name pipeline, step and field --------------------------------------
 
+
 def test_unknown_action() -> None:
     message = problem_of({"name": "gen", "action": "generat", "params": {"prompt": "x"}})
-    assert message.startswith("pipeline 'p', step 'gen', field 'action': unknown action "
-                              "'generat'; expected one of: generate, cover")
+    assert message.startswith(
+        "pipeline 'p', step 'gen', field 'action': unknown action "
+        "'generat'; expected one of: generate, cover"
+    )
     assert "upload, lyrics, wav, videos" in message
 
 
 def test_reference_to_an_unknown_step() -> None:
-    message = problem_of(gen(), {"name": "extend", "action": "extend",
-                                 "params": {"continue_at": "{steps.gne.duration}"}})
-    assert message == ("pipeline 'p', step 'extend', param 'continue_at': unknown step 'gne' "
-                       "in {steps.gne.duration}")
+    message = problem_of(
+        gen(),
+        {"name": "extend", "action": "extend", "params": {"continue_at": "{steps.gne.duration}"}},
+    )
+    assert message == (
+        "pipeline 'p', step 'extend', param 'continue_at': unknown step 'gne' "
+        "in {steps.gne.duration}"
+    )
 
 
 def test_reference_to_a_later_step_or_itself() -> None:
-    later = problem_of(gen(title="{steps.cov.title}"),
-                       {"name": "cov", "action": "cover", "params": {}})
-    assert later.startswith("pipeline 'p', step 'gen', param 'title': step 'cov' runs after "
-                            "this step")
-    itself = problem_of(gen(), {"name": "cov", "action": "cover",
-                                "params": {"title": "{steps.cov.title}"}})
-    assert itself.startswith("pipeline 'p', step 'cov', param 'title': step 'cov' refers to "
-                             "itself")
+    later = problem_of(
+        gen(title="{steps.cov.title}"), {"name": "cov", "action": "cover", "params": {}}
+    )
+    assert later.startswith(
+        "pipeline 'p', step 'gen', param 'title': step 'cov' runs after this step"
+    )
+    itself = problem_of(
+        gen(), {"name": "cov", "action": "cover", "params": {"title": "{steps.cov.title}"}}
+    )
+    assert itself.startswith("pipeline 'p', step 'cov', param 'title': step 'cov' refers to itself")
 
 
 def test_reference_to_an_unknown_field() -> None:
-    message = problem_of(gen(), {"name": "st", "action": "stems",
-                                 "params": {"audio_id": "{steps.gen.colour}"}})
-    assert message.startswith("pipeline 'p', step 'st', param 'audio_id': unknown field "
-                              "'colour' in {steps.gen.colour}; a step's outputs are: audio_id")
+    message = problem_of(
+        gen(), {"name": "st", "action": "stems", "params": {"audio_id": "{steps.gen.colour}"}}
+    )
+    assert message.startswith(
+        "pipeline 'p', step 'st', param 'audio_id': unknown field "
+        "'colour' in {steps.gen.colour}; a step's outputs are: audio_id"
+    )
 
 
-@pytest.mark.parametrize("template", [
-    "{row.prompt", "{row.}", "{steps.gen}", "{step.gen.audio_id}", "{rows.prompt}",
-    "as a {row.genre} song", "{steps.gen#0.audio_id}", "{row.a b}", "{steps..audio_id}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{row.prompt",
+        "{row.}",
+        "{steps.gen}",
+        "{step.gen.audio_id}",
+        "{rows.prompt}",
+        "as a {row.genre} song",
+        "{steps.gen#0.audio_id}",
+        "{row.a b}",
+        "{steps..audio_id}",
+    ],
+)
 def test_bad_template(template: str) -> None:
-    message = problem_of(gen(), {"name": "cov", "action": "cover", "params": {
-        "title": template}})
+    message = problem_of(gen(), {"name": "cov", "action": "cover", "params": {"title": template}})
     assert message.startswith("pipeline 'p', step 'cov', param 'title': bad template ")
 
 
 def test_reference_to_a_copy_a_step_does_not_have() -> None:
     stems = {"name": "st", "action": "stems", "params": {"audio_id": "{steps.gen#3.audio_id}"}}
     message = problem_of({**gen(), "repeat": 2}, stems)
-    assert message.startswith("pipeline 'p', step 'st', param 'audio_id': step 'gen' runs 2 "
-                              "time(s), there is no copy #3")
+    assert message.startswith(
+        "pipeline 'p', step 'st', param 'audio_id': step 'gen' runs 2 time(s), there is no copy #3"
+    )
 
 
-@pytest.mark.parametrize(("action", "params", "field"), [
-    ("upload", {"audio_url": "{row.url}"}, "duration"),
-    ("lyrics", {"prompt": "{row.prompt}"}, "audio_id"),
-    ("videos", {}, "title"),
-])
+@pytest.mark.parametrize(
+    ("action", "params", "field"),
+    [
+        ("upload", {"audio_url": "{row.url}"}, "duration"),
+        ("lyrics", {"prompt": "{row.prompt}"}, "audio_id"),
+        ("videos", {}, "title"),
+    ],
+)
 def test_reference_to_an_output_the_action_never_has(
     action: str, params: dict[str, Any], field: str
 ) -> None:
     before = [gen()] if action == "videos" else []  # videos exports an earlier song
     source = {"name": "src", "action": action, "params": params}
-    message = problem_of(*before, source, {"name": "last", "action": "generate", "params": {
-        "prompt": "x", "title": f"{{steps.src.{field}}}"}})
-    assert message.startswith(f"pipeline 'p', step 'last', param 'title': step 'src' "
-                              f"({action}) has no output '{field}'")
+    message = problem_of(
+        *before,
+        source,
+        {
+            "name": "last",
+            "action": "generate",
+            "params": {"prompt": "x", "title": f"{{steps.src.{field}}}"},
+        },
+    )
+    assert message.startswith(
+        f"pipeline 'p', step 'last', param 'title': step 'src' ({action}) has no output '{field}'"
+    )
 
 
 def test_pipeline_name() -> None:
@@ -314,31 +374,40 @@ def test_pipeline_name() -> None:
 
 
 def test_reference_of_the_wrong_kind_for_the_param() -> None:
-    message = problem_of(gen(), {"name": "ext", "action": "extend",
-                                 "params": {"continue_at": "{steps.gen.title}"}})
-    assert message.startswith("pipeline 'p', step 'ext', param 'continue_at': input should be "
-                              "a valid number")
+    message = problem_of(
+        gen(), {"name": "ext", "action": "extend", "params": {"continue_at": "{steps.gen.title}"}}
+    )
+    assert message.startswith(
+        "pipeline 'p', step 'ext', param 'continue_at': input should be a valid number"
+    )
 
 
-@pytest.mark.parametrize(("params", "field", "text"), [
-    ({"weirdness": 2}, "weirdness", "less than or equal to 1"),
-    ({"weirdness": True}, "weirdness", "must be a number, not a boolean"),
-    ({"model": "FUZZ-9"}, "model", "input should be 'FUZZ-2.0 Pro'"),
-    ({"seed": "abc"}, "seed", "must be a string of digits"),
-    ({"promtp": "x"}, "promtp", "extra inputs are not permitted"),
-    ({"bogus": "{row.bogus}"}, "bogus", "unknown field"),
-    ({"prompt": "x" * 201}, "prompt", "at most 200 characters"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "text"),
+    [
+        ({"weirdness": 2}, "weirdness", "less than or equal to 1"),
+        ({"weirdness": True}, "weirdness", "must be a number, not a boolean"),
+        ({"model": "FUZZ-9"}, "model", "input should be 'FUZZ-2.0 Pro'"),
+        ({"seed": "abc"}, "seed", "must be a string of digits"),
+        ({"promtp": "x"}, "promtp", "extra inputs are not permitted"),
+        ({"bogus": "{row.bogus}"}, "bogus", "unknown field"),
+        ({"prompt": "x" * 201}, "prompt", "at most 200 characters"),
+    ],
+)
 def test_invalid_literal_param(params: dict[str, Any], field: str, text: str) -> None:
-    message = problem_of({"name": "gen", "action": "generate",
-                          "params": {"prompt": "x", **params}})
+    message = problem_of({"name": "gen", "action": "generate", "params": {"prompt": "x", **params}})
     assert message.startswith(f"pipeline 'p', step 'gen', param '{field}': ")
     assert text in message
 
 
 def test_params_the_row_gives_are_checked_per_row_only() -> None:
-    pipeline = spec({"name": "gen", "action": "generate", "params": {
-        "prompt": "{row.prompt}", "weirdness": "{row.w}", "custom": "{row.custom?}"}})
+    pipeline = spec(
+        {
+            "name": "gen",
+            "action": "generate",
+            "params": {"prompt": "{row.prompt}", "weirdness": "{row.w}", "custom": "{row.custom?}"},
+        }
+    )
     assert pipeline.columns() == (frozenset({"prompt", "w"}), frozenset({"custom"}))
 
 
@@ -362,25 +431,31 @@ def test_implicit_values_follow_what_the_previous_step_makes() -> None:
     assert message.startswith("pipeline 'p', step 'st', param 'audio_id': field required")
 
 
-@pytest.mark.parametrize(("params", "field", "text"), [
-    ({}, "audio_url", "field required"),
-    ({"audio_url": "ftp://example.com/a.wav"}, "audio_url", "must be an http(s) URL"),
-    ({"audio_url": "  "}, "audio_url", "must be a non-empty string"),
-    ({"audio_url": "https://example.com/a.wav", "x": 1}, "x", "extra inputs"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "text"),
+    [
+        ({}, "audio_url", "field required"),
+        ({"audio_url": "ftp://example.com/a.wav"}, "audio_url", "must be an http(s) URL"),
+        ({"audio_url": "  "}, "audio_url", "must be a non-empty string"),
+        ({"audio_url": "https://example.com/a.wav", "x": 1}, "x", "extra inputs"),
+    ],
+)
 def test_quick_action_params(params: dict[str, Any], field: str, text: str) -> None:
     message = problem_of({"name": "up", "action": "upload", "params": params})
     assert message.startswith(f"pipeline 'p', step 'up', param '{field}': {text}")
 
 
-@pytest.mark.parametrize(("step", "field", "text"), [
-    ({**gen(), "repeat": 0}, "repeat", "greater than or equal to 1"),
-    ({**gen(), "repeat": MAX_REPEAT + 1}, "repeat", f"less than or equal to {MAX_REPEAT}"),
-    ({**gen(), "repet": 2}, "repet", "extra inputs are not permitted"),
-    ({"name": "gen", "params": {}}, "action", "field required"),
-    ({**gen(), "name": "a b"}, "name", "only letters, digits"),
-    ({**gen(), "name": "a#1"}, "name", "only letters, digits"),
-])
+@pytest.mark.parametrize(
+    ("step", "field", "text"),
+    [
+        ({**gen(), "repeat": 0}, "repeat", "greater than or equal to 1"),
+        ({**gen(), "repeat": MAX_REPEAT + 1}, "repeat", f"less than or equal to {MAX_REPEAT}"),
+        ({**gen(), "repet": 2}, "repet", "extra inputs are not permitted"),
+        ({"name": "gen", "params": {}}, "action", "field required"),
+        ({**gen(), "name": "a b"}, "name", "only letters, digits"),
+        ({**gen(), "name": "a#1"}, "name", "only letters, digits"),
+    ],
+)
 def test_step_fields(step: dict[str, Any], field: str, text: str) -> None:
     message = problem_of(step)
     assert message.startswith(f"pipeline 'p', step '{step.get('name')}', field '{field}': ")

@@ -39,6 +39,7 @@ def new_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
         def make(decode_responses: bool = False) -> redis.Redis:
             made.append(fakeredis.FakeRedis(server=server, decode_responses=decode_responses))
             return made[-1]
+
     yield make
     for client in made:
         client.close()
@@ -49,8 +50,15 @@ def guard(new_client: ClientFactory) -> SpendGuard:
     return SpendGuard(new_client())
 
 
-def reserve(guard: SpendGuard, key: str, amount: float, batch: str = "b1", *,
-            batch_cap: float | None = None, global_cap: float | None = None) -> SpendDecision:
+def reserve(
+    guard: SpendGuard,
+    key: str,
+    amount: float,
+    batch: str = "b1",
+    *,
+    batch_cap: float | None = None,
+    global_cap: float | None = None,
+) -> SpendDecision:
     return guard.reserve(batch, key, amount, batch_cap=batch_cap, global_cap=global_cap)
 
 
@@ -204,8 +212,9 @@ def fits(spent: float, reserved: float, cap: float | None) -> bool:
 
 
 def decision_fits(d: SpendDecision) -> bool:
-    return fits(d.batch_spent, d.batch_reserved, d.batch_cap) and \
-        fits(d.global_spent, d.global_reserved, d.global_cap)
+    return fits(d.batch_spent, d.batch_reserved, d.batch_cap) and fits(
+        d.global_spent, d.global_reserved, d.global_cap
+    )
 
 
 def one_row(guard: SpendGuard, rng: random.Random, batch: str, key: str) -> tuple[int, bool]:
@@ -227,8 +236,14 @@ def one_row(guard: SpendGuard, rng: random.Random, batch: str, key: str) -> tupl
     return to_micro(actual), ok and fits(status.spent, status.reserved, CAPS[batch])
 
 
-def hammer(guard: SpendGuard, seed: int, rows: int, settled: dict[str, int],
-           failures: list[str], lock: threading.Lock) -> None:
+def hammer(
+    guard: SpendGuard,
+    seed: int,
+    rows: int,
+    settled: dict[str, int],
+    failures: list[str],
+    lock: threading.Lock,
+) -> None:
     """One thread: rows alternate between the two batches."""
     rng = random.Random(seed)
     mine = dict.fromkeys(CAPS, 0)
@@ -261,9 +276,12 @@ def test_two_batches_many_threads_never_exceed_a_cap(new_client: ClientFactory) 
     failures: list[str] = []
     stop = threading.Event()
     watcher = threading.Thread(target=watch, args=(SpendGuard(new_client()), stop, failures))
-    workers = [threading.Thread(target=hammer, args=(SpendGuard(new_client()), seed, rows,
-                                                     settled, failures, lock))
-               for seed in range(threads_n)]
+    workers = [
+        threading.Thread(
+            target=hammer, args=(SpendGuard(new_client()), seed, rows, settled, failures, lock)
+        )
+        for seed in range(threads_n)
+    ]
     watcher.start()
     for t in workers:
         t.start()
@@ -287,7 +305,9 @@ def check_totals(guard: SpendGuard, settled: dict[str, int]) -> None:
     room = to_micro(GLOBAL_CAP) - to_micro(g.spent)
     batch = max(CAPS, key=lambda b: to_micro(CAPS[b]) - to_micro(per_batch[b].spent))
     room = min(room, to_micro(CAPS[batch]) - to_micro(per_batch[batch].spent))
-    assert guard.reserve(batch, "last", from_micro(room), batch_cap=CAPS[batch],
-                         global_cap=GLOBAL_CAP).granted
-    assert not guard.reserve(batch, "over", 0.000001, batch_cap=CAPS[batch],
-                             global_cap=GLOBAL_CAP).granted
+    assert guard.reserve(
+        batch, "last", from_micro(room), batch_cap=CAPS[batch], global_cap=GLOBAL_CAP
+    ).granted
+    assert not guard.reserve(
+        batch, "over", 0.000001, batch_cap=CAPS[batch], global_cap=GLOBAL_CAP
+    ).granted

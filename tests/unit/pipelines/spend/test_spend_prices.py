@@ -42,15 +42,30 @@ def test_built_in_table_has_the_withdrawn_vendor_prices() -> None:
     assert table.currency == "USD"
     assert table.usd_per_credit == 0.095215
     assert set(table.prices) == set(ACTIONS) and len(ACTIONS) == 15
-    published = {"generate": 0.08, "extend": 0.05, "cover": 0.10, "swap_vocals": 0.05,
-                 "swap_instrumentals": 0.05, "lyrics": 0.005, "upload": 0.01}
+    published = {
+        "generate": 0.08,
+        "extend": 0.05,
+        "cover": 0.10,
+        "swap_vocals": 0.05,
+        "swap_instrumentals": 0.05,
+        "lyrics": 0.005,
+        "upload": 0.01,
+    }
     assert {a: table.call_cost(a) for a in published} == published
 
 
 def test_guessed_prices_are_marked_in_the_file() -> None:
     text = (Path(__file__).resolve().parents[4] / "pipelines" / "spend" / "prices.toml").read_text()
-    for action in ("upload_cover", "upload_extend", "variation", "replace_section",
-                   "upload_replace_section", "stems", "wav", "videos"):
+    for action in (
+        "upload_cover",
+        "upload_extend",
+        "variation",
+        "replace_section",
+        "upload_replace_section",
+        "stems",
+        "wav",
+        "videos",
+    ):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"{action} ="))
         assert "GUESS" in line, action
 
@@ -78,14 +93,17 @@ def test_a_file_in_credits_converts_the_defaults(tmp_path: Path) -> None:
     assert table.call_cost("generate") == pytest.approx(0.08 / 0.095215)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[prices]\ncustom = 0.08\n", "unknown actions ['custom']"),
-    ("[prices]\ngenerate = -1\n", "finite and >= 0"),
-    ('currency = "EUR"\n', "unknown currency 'EUR'"),
-    ("usd_per_credit = 0\n", "usd_per_credit"),
-    ("surprise = 1\n", "surprise"),
-    ("[prices\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[prices]\ncustom = 0.08\n", "unknown actions ['custom']"),
+        ("[prices]\ngenerate = -1\n", "finite and >= 0"),
+        ('currency = "EUR"\n', "unknown currency 'EUR'"),
+        ("usd_per_credit = 0\n", "usd_per_credit"),
+        ("surprise = 1\n", "surprise"),
+        ("[prices\n", "not valid TOML"),
+    ],
+)
 def test_a_bad_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(PriceTableError, match=r"prices\.toml") as info:
@@ -134,10 +152,16 @@ def test_currency_conversion_both_ways() -> None:
         table.to_currency(1.0, "EUR")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("25", (25.0, "USD")), ("25 USD", (25.0, "USD")), ("$2.5", (2.5, "USD")),
-    ("250 credits", (250.0, "credits")), (" 1 credit ", (1.0, "credits")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("25", (25.0, "USD")),
+        ("25 USD", (25.0, "USD")),
+        ("$2.5", (2.5, "USD")),
+        ("250 credits", (250.0, "credits")),
+        (" 1 credit ", (1.0, "credits")),
+    ],
+)
 def test_parse_amount(text: str, expected: tuple[float, str]) -> None:
     assert parse_amount(text, "USD") == expected
 
@@ -184,19 +208,25 @@ def test_estimate_figures() -> None:
 
 
 def test_estimate_sums_without_float_drift() -> None:
-    spec = PipelineSpec(name="words", steps=[
-        StepSpec(name="a", action="lyrics", params={"prompt": "rain"}),
-        StepSpec(name="b", action="lyrics", params={"prompt": "snow"}),
-    ])
+    spec = PipelineSpec(
+        name="words",
+        steps=[
+            StepSpec(name="a", action="lyrics", params={"prompt": "rain"}),
+            StepSpec(name="b", action="lyrics", params={"prompt": "snow"}),
+        ],
+    )
     # Adding 0.005 six times in floats gives 0.030000000000000002.
     assert estimate(spec, 3, PriceTable.load()).cost == 0.03
 
 
 def test_estimate_in_credits(tmp_path: Path) -> None:
     table = PriceTable.load(write(tmp_path, 'currency = "credits"\n[prices]\ngenerate = 1\n'))
-    spec = PipelineSpec(name="one", steps=[
-        StepSpec(name="song", action="generate", params={"prompt": "rain"}, repeat=3),
-    ])
+    spec = PipelineSpec(
+        name="one",
+        steps=[
+            StepSpec(name="song", action="generate", params={"prompt": "rain"}, repeat=3),
+        ],
+    )
     est = estimate(spec, 2, table)
     assert (est.cost, est.currency, est.calls_per_action) == (6.0, "credits", {"generate": 6})
 

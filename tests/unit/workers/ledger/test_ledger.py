@@ -132,7 +132,10 @@ def test_failed_then_reset_for_a_retry(ledger: Ledger) -> None:
     ledger.reserve(KEY, fingerprint=FP, owner="celery-1")
     entry = ledger.mark_failed(KEY, code="moderation", message="rejected")
     assert (entry.state, entry.error_code, entry.error_message) == (
-        State.FAILED, "moderation", "rejected")
+        State.FAILED,
+        "moderation",
+        "rejected",
+    )
     assert ledger.reserve(KEY, fingerprint=FP, owner="celery-2")[0] is Claim.FAILED
     assert ledger.reset_failed(KEY)
     assert not ledger.reset_failed(KEY)

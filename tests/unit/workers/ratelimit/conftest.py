@@ -56,9 +56,7 @@ def limiter(
 
 
 @pytest.fixture(params=["fakeredis-lua", "redis"])
-def lua_client(
-    request: pytest.FixtureRequest, redis_url: str
-) -> Iterator[redis.Redis]:
+def lua_client(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.Redis]:
     """A client running the real scripts: fakeredis (Lua, real clock) or a real Redis."""
     if request.param == "redis":
         client: redis.Redis = redis.Redis.from_url(redis_url)

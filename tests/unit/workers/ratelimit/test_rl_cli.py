@@ -51,8 +51,19 @@ def test_show_reports_settings_as_json(app: typer.Typer) -> None:
 
 
 def test_set_changes_what_a_worker_sees(app: typer.Typer, redis_client: redis.Redis) -> None:
-    out = run(app, "set", "--submit-rate", "2", "--burst", "5", "--max-in-flight", "20",
-              "--poll-rate", "0.5", "--json")
+    out = run(
+        app,
+        "set",
+        "--submit-rate",
+        "2",
+        "--burst",
+        "5",
+        "--max-in-flight",
+        "20",
+        "--poll-rate",
+        "0.5",
+        "--json",
+    )
     data = json.loads(out)
     assert (data["submit"]["ceiling"], data["submit"]["burst"], data["max_in_flight"]) == (2, 5, 20)
     worker = Limiter(RedisBackend(redis_client), defaults=LimiterDefaults())

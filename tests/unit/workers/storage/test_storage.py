@@ -112,8 +112,9 @@ def test_store_from_url_streams_and_records_sha256(store: ArtifactStore) -> None
     stream = Chunks(chunks)
     with client_for(audio(stream, "audio/mpeg; charset=binary")) as http:
         stored = store.store_from_url(URL, "b/1/gen/a.mp3", http_client=http)
-    assert stored == StoredObject("b/1/gen/a.mp3", hashlib.sha256(body).hexdigest(), len(body),
-                                  "audio/mpeg")
+    assert stored == StoredObject(
+        "b/1/gen/a.mp3", hashlib.sha256(body).hexdigest(), len(body), "audio/mpeg"
+    )
     assert stream.served == 5
     assert store.get_bytes("b/1/gen/a.mp3") == body
     assert store.list("b") == ["b/1/gen/a.mp3"]
@@ -146,8 +147,16 @@ def test_missing_sidecar_is_rebuilt_from_the_object(store: ArtifactStore) -> Non
     assert SIDECAR_PREFIX + "k.mp3.json" in internal_paths(store)
 
 
-@pytest.mark.parametrize("url", ["ftp://host/a.mp3", "file:///etc/passwd", "data:audio/mp3,xx",
-                                 "javascript:alert(1)", "no-scheme"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://host/a.mp3",
+        "file:///etc/passwd",
+        "data:audio/mp3,xx",
+        "javascript:alert(1)",
+        "no-scheme",
+    ],
+)
 def test_non_http_urls_are_refused_without_a_request(store: ArtifactStore, url: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise AssertionError("no request may be made")
@@ -210,8 +219,9 @@ def test_interrupted_download_leaves_no_object(store: ArtifactStore) -> None:
     assert internal_paths(store) == []
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(404, False), (403, False), (429, True),
-                                                   (500, True), (503, True)])
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(404, False), (403, False), (429, True), (500, True), (503, True)]
+)
 def test_http_errors_say_whether_to_retry(
     store: ArtifactStore, status: int, retryable: bool
 ) -> None:
