@@ -1,7 +1,7 @@
 """Real celery beat processes (redbeat) and a real worker fire a 2 s schedule.
 
-Each beat is ``python -m celery -A pipelines.app beat --scheduler
-redbeat.RedBeatScheduler --max-interval 1`` in a subprocess; the worker runs in this
+Each beat is ``python -m celery -A pipelines.app beat --max-interval 1`` in a
+subprocess (no ``--scheduler``: the entry point carries the redbeat configuration); the worker runs in this
 process (threads pool) and executes ``producer.schedule.fire``, which submits a real
 batch with ``submit_batch`` (a one-row CSV; no feeder runs, so nothing reaches the
 API). Fires are counted from the schedule's run history, whose ``fired_at`` is beat's
@@ -109,8 +109,6 @@ def beat(redis_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         "-A",
         "pipelines.app",
         "beat",
-        "--scheduler",
-        "redbeat.RedBeatScheduler",
         "--max-interval",
         "1",
         "-l",

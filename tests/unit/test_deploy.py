@@ -42,9 +42,16 @@ def test_every_service_runs_a_real_command() -> None:
             assert command[:2] == ["-A", "pipelines.app"], name
             assert command[2] in {"worker", "beat"}, name
             if command[2] == "beat":
-                assert "redbeat.RedBeatScheduler" in command, name
+                # The entry point carries the scheduler: no --scheduler flag to forget.
+                assert "--scheduler" not in command, name
         else:
             assert command[0] in commands, f"{name}: unknown command {command[0]}"
+
+
+def test_the_entry_point_carries_the_redbeat_scheduler() -> None:
+    from pipelines.app import app as celery_app
+
+    assert celery_app.conf.beat_scheduler == "redbeat.RedBeatScheduler"
 
 
 def test_compose_environment_names_real_settings() -> None:
