@@ -1,11 +1,11 @@
 """Real celery beat processes (redbeat) and a real worker fire a 2 s schedule.
 
 Each beat is ``python -m celery -A pipelines.app beat --max-interval 1`` in a
-subprocess (no ``--scheduler``: the entry point carries the redbeat configuration); the worker runs in this
-process (threads pool) and executes ``producer.schedule.fire``, which submits a real
-batch with ``submit_batch`` (a one-row CSV; no feeder runs, so nothing reaches the
-API). Fires are counted from the schedule's run history, whose ``fired_at`` is beat's
-own time for the fire (the entry's ``last_run_at``).
+subprocess (no ``--scheduler``: the entry point carries the redbeat configuration);
+the worker runs in this process (threads pool) and executes ``producer.schedule.fire``,
+which submits a real batch with ``submit_batch`` (a one-row CSV; no feeder runs, so
+nothing reaches the API). Fires are counted from the schedule's run history, whose
+``fired_at`` is beat's own time for the fire (the entry's ``last_run_at``).
 
 1. a schedule fires and each fire is a batch with its id and status;
 2. a beat stopped and replaced keeps the cadence: the new beat reads the last run
