@@ -15,12 +15,12 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from producer_client import ACTIONS
 from workers.app import ProducerTask
 from workers.completion.continuations import Continuation
 from workers.completion.outcome import ProviderOutcome
 from workers.completion.resume import COLLECT_TASK_NAME
 from workers.logging import bind_task_context
+from workers.operations.actions import AUDIOS_ACTIONS
 from workers.operations.collect import collect_step
 from workers.operations.submit import Finished, StepCall, submit_audio_step
 from workers.tasks.base import run_step, step_task
@@ -31,7 +31,7 @@ TASKS: dict[str, Task] = {
         submit_audio_step,
         f"Submit a ``{action}`` step and pause until the provider finishes it.",
     )
-    for action in ACTIONS
+    for action in AUDIOS_ACTIONS
 }
 
 generate = TASKS["generate"]
