@@ -64,7 +64,9 @@ def parse_every(value: int | float | str) -> int:
     else:
         match = _EVERY.match(str(value))
         if match is None:
-            raise ValueError(f"{value!r} is not an interval (e.g. 30, '90s', '15m', '1h', '1d')")
+            raise ValueError(
+                f"{_shown(value)} is not an interval (e.g. 30, '90s', '15m', '1h', '1d')"
+            )
         digits, unit = match.groups()
         # Huge digit strings are refused by length first (int() of them is costly).
         if len(digits.lstrip("0")) > 12 or int(digits) * _UNIT_S[unit] > MAX_EVERY_S:
@@ -76,7 +78,15 @@ def parse_every(value: int | float | str) -> int:
 
 
 def _too_long(value: object) -> str:
-    return f"{value!r} is longer than the longest interval, {format_every(MAX_EVERY_S)} (a year)"
+    return (
+        f"{_shown(value)} is longer than the longest interval, {format_every(MAX_EVERY_S)} (a year)"
+    )
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut short: a message must not echo a megabyte of input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_every(seconds: int) -> str:
