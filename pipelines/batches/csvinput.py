@@ -115,10 +115,14 @@ class _Decoder:
     raw: Iterator[bytes]
     line: int = 0
     bad: dict[int, str] = field(default_factory=dict)
+    # The last line read has no LF: at the parser's "new-line in unquoted field" error,
+    # the file uses CR-only endings rather than holding one stray CR.
+    no_lf: bool = False
 
     def __iter__(self) -> Iterator[str]:
         for data in self.raw:
             self.line += 1
+            self.no_lf = not data.endswith(b"\n")
             if len(data) > MAX_LINE_BYTES:
                 raise _LineTooLong(self.line, b"\r" in data and b"\n" not in data)
             if self.line == 1:
@@ -164,7 +168,8 @@ class CsvBatchReader:
             except StopIteration:
                 return None
             except csv.Error as exc:
-                raise _file_error(_syntax_message(exc, start, self._reader.line_num)) from None
+                at, cr_only = self._reader.line_num, self._decoder.no_lf
+                raise _file_error(_syntax_message(exc, start, at, cr_only)) from None
             except _LineTooLong as exc:
                 row = self._row + 1 if self.columns else 0
                 raise _file_error(_long_line_message(exc, row)) from None
@@ -245,7 +250,7 @@ _CR_ONLY = (
 )
 
 
-def _syntax_message(exc: csv.Error, start: int, at: int) -> str:
+def _syntax_message(exc: csv.Error, start: int, at: int, cr_only: bool = False) -> str:
     text = str(exc)
     if "unexpected end of data" in text:
         return (
@@ -257,7 +262,11 @@ def _syntax_message(exc: csv.Error, start: int, at: int) -> str:
         return f"line {start}: a field is over the limit of {MAX_FIELD_CHARS:,} characters"
     if "new-line character seen in unquoted field" in text:
         # Lines are split at LF only, so CR-only endings reach the parser as one line.
-        return f"line {at}: {_CR_ONLY}"
+        if cr_only:
+            return f"line {at}: {_CR_ONLY}"
+        return (
+            f"line {at}: a carriage return (CR) in an unquoted field; quote the field or remove it"
+        )
     return f"line {at}: not valid CSV ({text}); quote fields that hold commas, quotes or newlines"
 
 

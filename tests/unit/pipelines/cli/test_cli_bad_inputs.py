@@ -229,6 +229,12 @@ def test_cr_line_endings_are_named(runner: CliRunner, tmp_path: Path) -> None:
     )
     assert "newline mode" not in out
 
+    rows.write_bytes(b"prompt\nfine\nstray\rcr\n")  # LF endings, one bare CR in a cell
+    out = refused(runner, "submit", str(rows), "--pipeline", "generate", "--dry-run")
+    assert (
+        "line 3: a carriage return (CR) in an unquoted field; quote the field or remove it" in out
+    )
+
 
 def test_a_balanced_field_over_the_limit_is_not_called_an_unbalanced_quote(
     runner: CliRunner, tmp_path: Path
