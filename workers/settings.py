@@ -19,6 +19,9 @@ DEFAULT_BASE_URL = "https://api.acedata.cloud"
 # An amount with an optional unit: "25", "25 USD", "$25", "250 credits" (spend caps).
 SPEND_CAP_PATTERN = r"^\s*\$?\s*\d+(\.\d+)?\s*(usd|USD|credits?|CREDITS?)?\s*$"
 
+DEFAULT_MAX_STEPS_PER_ROW = 20
+"""Most paid calls one row of a pipeline may make (each repeated copy counted)."""
+
 
 class Settings(BaseSettings):
     """All runtime configuration of workers, poller, receiver and CLI."""
@@ -131,6 +134,14 @@ class Settings(BaseSettings):
         description=(
             "TOML file of your own pipelines, added to (or overriding) the built-ins "
             "(pipelines/specs/pipelines.toml); the CLI's --pipelines wins over it."
+        ),
+    )
+    max_steps_per_row: int = Field(
+        default=DEFAULT_MAX_STEPS_PER_ROW,
+        ge=1,
+        description=(
+            "Most paid calls one row of a pipeline may make (steps, each repeated copy "
+            "counted); a pipeline over it is refused when its file is read."
         ),
     )
     prices_file: Path | None = Field(

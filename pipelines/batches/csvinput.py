@@ -11,7 +11,8 @@ Two kinds of problems:
 * :class:`CsvFormatError` — the file as a whole cannot be a batch: not readable,
   empty, a header only, UTF-16, a bad header (duplicate, empty, unknown or missing
   columns), or a CSV syntax error after which the parser's position is lost
-  (an unbalanced quote, a field over the size limit). Nothing is submitted.
+  (an unbalanced quote, a field or a line over the size limit, CR-only line endings).
+  Nothing is submitted.
 * a :class:`~pipelines.specs.canvas.RowError` per bad record (wrong number of fields,
   undecodable bytes): that row is invalid, the others can still go
   (``--skip-invalid``).
@@ -28,6 +29,7 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pipelines.specs.canvas import RowError
 from pipelines.specs.spec import PipelineSpec
@@ -40,6 +42,18 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # than the 131,072-character default, so an over-long cell reaches the row validation and
 # gets its precise message; larger still is a broken quote, reported as such.
 MAX_FIELD_CHARS = 1_000_000
+MAX_LINE_BYTES = 1 << 20
+"""Longest physical line read (1 MiB): a file that is one endless line (``/dev/zero``)
+is refused at this size instead of filling memory."""
+
+
+class _LineTooLong(Exception):
+    """A physical line over :data:`MAX_LINE_BYTES`; the reader names its row."""
+
+    def __init__(self, line: int, cr_only: bool) -> None:
+        super().__init__(line)
+        self.line = line
+        self.cr_only = cr_only
 
 
 class CsvFormatError(ValueError):
@@ -67,7 +81,7 @@ def open_lines(source: str, store: ArtifactStore | None = None) -> Iterator[byte
     """The raw lines of ``source``: a local path, a ``file://`` URL or a URL in ``store``."""
     in_store = store is not None and source.startswith(store.url + "/")
     if in_store or ("://" in source and not source.startswith("file://")):
-        yield from io.BytesIO(_read_from_store(source, store))
+        yield from _capped_lines(io.BytesIO(_read_from_store(source, store)))
         return
     path = Path(source.removeprefix("file://"))
     try:
@@ -75,7 +89,13 @@ def open_lines(source: str, store: ArtifactStore | None = None) -> Iterator[byte
     except OSError as exc:
         raise _file_error(f"cannot read {source}: {exc.strerror or exc}") from exc
     with handle:
-        yield from handle
+        yield from _capped_lines(handle)
+
+
+def _capped_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """Lines of ``handle``, none read past ``MAX_LINE_BYTES + 1`` bytes (the decoder refuses it)."""
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        yield line
 
 
 def _read_from_store(source: str, store: ArtifactStore | None) -> bytes:
@@ -95,10 +115,16 @@ class _Decoder:
     raw: Iterator[bytes]
     line: int = 0
     bad: dict[int, str] = field(default_factory=dict)
+    # The last line read has no LF: at the parser's "new-line in unquoted field" error,
+    # the file uses CR-only endings rather than holding one stray CR.
+    no_lf: bool = False
 
     def __iter__(self) -> Iterator[str]:
         for data in self.raw:
             self.line += 1
+            self.no_lf = not data.endswith(b"\n")
+            if len(data) > MAX_LINE_BYTES:
+                raise _LineTooLong(self.line, b"\r" in data and b"\n" not in data)
             if self.line == 1:
                 data = self._first(data)
             try:
@@ -130,6 +156,7 @@ class CsvBatchReader:
         self._decoder = _Decoder(iter(lines))
         self._reader = csv.reader(iter(self._decoder), strict=True)
         self._row = 0
+        self.columns: list[str] = []  # empty while the header is read
         self.columns = self._header(spec)
 
     def _next(self) -> list[str] | None:
@@ -141,7 +168,11 @@ class CsvBatchReader:
             except StopIteration:
                 return None
             except csv.Error as exc:
-                raise _file_error(_syntax_message(exc, start, self._reader.line_num)) from None
+                at, cr_only = self._reader.line_num, self._decoder.no_lf
+                raise _file_error(_syntax_message(exc, start, at, cr_only)) from None
+            except _LineTooLong as exc:
+                row = self._row + 1 if self.columns else 0
+                raise _file_error(_long_line_message(exc, row)) from None
             if any(cell.strip() for cell in record):
                 self._start = start
                 return record
@@ -213,7 +244,13 @@ def _pipeline_columns(spec: PipelineSpec) -> list[str]:
     return sorted(required) + sorted(optional)
 
 
-def _syntax_message(exc: csv.Error, start: int, at: int) -> str:
+_CR_ONLY = (
+    "the file uses CR line endings (a carriage return without a line feed, "
+    "old Mac style); save it with LF or CRLF line endings"
+)
+
+
+def _syntax_message(exc: csv.Error, start: int, at: int, cr_only: bool = False) -> str:
     text = str(exc)
     if "unexpected end of data" in text:
         return (
@@ -221,11 +258,23 @@ def _syntax_message(exc: csv.Error, start: int, at: int) -> str:
             f"(the file ended at line {at})"
         )
     if "field larger than field limit" in text:
+        # A well-quoted field may be that long too: say what is known, the size.
+        return f"line {start}: a field is over the limit of {MAX_FIELD_CHARS:,} characters"
+    if "new-line character seen in unquoted field" in text:
+        # Lines are split at LF only, so CR-only endings reach the parser as one line.
+        if cr_only:
+            return f"line {at}: {_CR_ONLY}"
         return (
-            f"line {start}: a field is longer than {MAX_FIELD_CHARS:,} characters "
-            "(an unbalanced quote?)"
+            f"line {at}: a carriage return (CR) in an unquoted field; quote the field or remove it"
         )
     return f"line {at}: not valid CSV ({text}); quote fields that hold commas, quotes or newlines"
+
+
+def _long_line_message(exc: _LineTooLong, row: int) -> str:
+    if exc.cr_only:
+        return f"line {exc.line}: {_CR_ONLY}"
+    where = "the header" if row == 0 else f"row {row}"
+    return f"line {exc.line} ({where}) is over the limit of {MAX_LINE_BYTES:,} bytes (1 MiB) a line"
 
 
 def _width_message(line: int, got: int, want: int) -> str:

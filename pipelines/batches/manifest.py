@@ -8,6 +8,10 @@ and, once the batch has ended, into the store beside the artifacts
 (``<batch-id>/manifest.jsonl`` ...; after a ``retry-failed`` or resume round N,
 ``<batch-id>/manifest.rN.jsonl`` ..., because stored objects are create-only).
 
+Text cells of the two CSV files that a spreadsheet would run as a formula (starting
+with ``= + - @``, tab or CR) are written with a leading single quote (:func:`csv_safe`);
+the JSONL keeps every value as recorded.
+
 What is left out on purpose: request params and provider URLs of the items (only our
 own storage keys go in), and of course no token or secret.
 """
@@ -49,6 +53,18 @@ MANIFEST_CSV_FIELDS = (
 )
 ERROR_FIELDS = ("row", "step", "code", "message")
 _CHUNK_ROWS = 500
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a CSV cell a spreadsheet will not run: a text cell starting like a
+    formula gets a leading single quote (OWASP CSV-injection guidance); numbers and
+    other text are unchanged. The JSONL keeps raw values.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass
@@ -159,7 +175,9 @@ def to_csv(manifest: Manifest) -> bytes:
                 "sizes": " ".join(str(a["size"]) for a in line["artifacts"]),
             },
         }
-        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in MANIFEST_CSV_FIELDS})
+        writer.writerow(
+            {k: "" if flat.get(k) is None else csv_safe(flat[k]) for k in MANIFEST_CSV_FIELDS}
+        )
     return out.getvalue().encode()
 
 
@@ -168,7 +186,7 @@ def errors_csv(manifest: Manifest) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=ERROR_FIELDS)
     writer.writeheader()
-    writer.writerows(manifest.errors)
+    writer.writerows({k: csv_safe(v) for k, v in error.items()} for error in manifest.errors)
     return out.getvalue().encode()
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from pipelines.batches.cancel import cancel_batch
 from pipelines.batches.failures import retry_failed
+from pipelines.batches.manifest import csv_safe
 from pipelines.batches.state import FINAL_STATUSES, BatchState
 from pipelines.batches.status import batch_status, list_statuses, render_list, render_status
 from pipelines.batches.submit import SubmitReport, check_csv, submit_batch
@@ -69,7 +70,7 @@ def redis_client(config: Settings) -> redis.Redis:
 
 def load_pipeline(name: str, path: Path | None) -> PipelineSpec:
     """The named pipeline (an unknown name or a bad file exits 2 through handle_errors)."""
-    return get_pipeline(name, path)
+    return get_pipeline(name, path, max_steps=settings().max_steps_per_row)
 
 
 def parse_spend(value: str | None, config: Settings) -> float | None:
@@ -101,12 +102,15 @@ def write_errors_file(report: SubmitReport, path: Path) -> None:
     """The rejected rows with their problems and original cells, as CSV."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "line", "column", "message", *report.columns])
+        writer.writerow(["row", "line", "column", "message", *map(csv_safe, report.columns)])
         for rejected in report.rejected_rows:
-            cells = [rejected.cells.get(c, "") for c in report.columns]
+            # The user's cells go back as given, except that no formula is left to run.
+            cells = [csv_safe(rejected.cells.get(c, "")) for c in report.columns]
             for e in rejected.errors:
                 line = "" if rejected.line is None else rejected.line
-                writer.writerow([e.row, line, e.column or "", e.message, *cells])
+                writer.writerow(
+                    [e.row, line, csv_safe(e.column or ""), csv_safe(e.message), *cells]
+                )
 
 
 def submit(

@@ -45,19 +45,30 @@ def list_entries(
     prefix: Annotated[
         str, typer.Option(help="Only keys starting with this (e.g. a batch id).")
     ] = "",
-    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Show at most this many (a note says if there are more).")
+    ] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """List ledger entries, optionally under a key prefix."""
+    """List ledger entries, optionally under a key prefix (at most ``--limit``)."""
     entries = []
+    # One more than shown tells whether the list was cut, without counting them all.
     for entry in _ledger().scan(prefix):
         entries.append(entry)
-        if len(entries) >= limit:
+        if len(entries) > limit:
             break
+    more = len(entries) > limit
+    entries = entries[:limit]
+    if more:  # on stderr, so stdout stays a table or one JSON document
+        Console(stderr=True).print(
+            f"showing the first {limit} entries; more exist (raise --limit to see them)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         typer.echo(json.dumps([_row(e) for e in entries], default=str))
         return
-    table = Table(title=f"ledger entries ({len(entries)} shown)")
+    table = Table(title=f"ledger entries ({len(entries)} shown{', more exist' if more else ''})")
     for column in ("key", "state", "api task", "adopted", "error"):
         table.add_column(column)
     for e in entries:

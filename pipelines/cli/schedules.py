@@ -140,7 +140,7 @@ def add(
     # An invalid schedule (ScheduleConfigError) exits 2 through handle_errors.
     spec = build_spec(**values)
     config = settings()
-    validate_pipelines([spec], config.pipelines_file)
+    validate_pipelines([spec], config.pipelines_file, max_steps=config.max_steps_per_row)
     with _store(config) as store:
         action = store.put(spec)
         next_run = _iso(store.next_run(spec)) or "-"

@@ -17,6 +17,7 @@ exactly; a wall time skipped by a spring-forward runs at the shifted instant.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable
@@ -29,13 +30,15 @@ from celery.schedules import crontab, schedule
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.constants import REDBEAT_KEY_PREFIX, REDBEAT_LOCK_KEY
-from workers.settings import Settings
+from workers.settings import DEFAULT_MAX_STEPS_PER_ROW, Settings
 
 FIRE_TASK = "producer.schedule.fire"
 # Key-safe: it becomes part of Redis keys and batch ids.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
 _EVERY = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_EVERY_S = 366 * 86400
+"""Longest interval: a year (a larger one overflows Celery's timedelta arithmetic)."""
 # A cron slot further away than this is treated as "never" (e.g. Feb 29 on a Monday).
 _CRON_HORIZON = timedelta(days=366 * 30)
 # Storage URLs (the CSV is read from the configured artifact store) and file://.
@@ -47,17 +50,43 @@ class ScheduleConfigError(ValueError):
 
 
 def parse_every(value: int | float | str) -> int:
-    """Seconds of an interval given as seconds or ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"``."""
+    """Seconds of an interval given as seconds or ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"``.
+
+    Bounded to 1 second .. :data:`MAX_EVERY_S`, so nothing downstream overflows.
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
+        # int(float) raises on inf/NaN; compare as given so 1e300 never becomes a huge int.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a number of seconds")
+        if value > MAX_EVERY_S:
+            raise ValueError(_too_long(value))
         seconds = int(value)
     else:
         match = _EVERY.match(str(value))
         if match is None:
-            raise ValueError(f"{value!r} is not an interval (e.g. 30, '90s', '15m', '1h', '1d')")
-        seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+            raise ValueError(
+                f"{_shown(value)} is not an interval (e.g. 30, '90s', '15m', '1h', '1d')"
+            )
+        digits, unit = match.groups()
+        # Huge digit strings are refused by length first (int() of them is costly).
+        if len(digits.lstrip("0")) > 12 or int(digits) * _UNIT_S[unit] > MAX_EVERY_S:
+            raise ValueError(_too_long(value))
+        seconds = int(digits) * _UNIT_S[unit]
     if seconds < 1:
         raise ValueError("the interval must be at least 1 second")
     return seconds
+
+
+def _too_long(value: object) -> str:
+    return (
+        f"{_shown(value)} is longer than the longest interval, {format_every(MAX_EVERY_S)} (a year)"
+    )
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut short: a message must not echo a megabyte of input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_every(seconds: int) -> str:
@@ -98,7 +127,8 @@ class ScheduleSpec(BaseModel):
     every: int | None = Field(default=None, description="Interval in seconds.")
     enabled: bool = True
     skip_invalid: bool = False
-    max_spend: float | None = Field(default=None, gt=0)
+    # allow_inf_nan: NaN is "not a finite number", not "should be greater than 0".
+    max_spend: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     timezone: str = "UTC"
 
     @field_validator("name")
@@ -261,9 +291,14 @@ def beat_config(settings: Settings) -> dict[str, Any]:
 def load_schedules(path: Path) -> list[ScheduleSpec]:
     """Read ``[schedules.<name>]`` tables from a TOML file; every error names its schedule."""
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ScheduleConfigError(f"{path}: {exc}") from exc
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ScheduleConfigError(f"{path}: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ScheduleConfigError(
+            f"{path}: invalid TOML: arrays or tables nest too deeply"
+        ) from None
     extra = sorted(set(data) - {"schedules"})
     tables = data.get("schedules", {})
     if extra or not isinstance(tables, dict):
@@ -304,13 +339,18 @@ def _error_line(name: object, error: Any) -> str:
     return f"schedule {name!r}: {where}: {message}" if where else f"schedule {name!r}: {message}"
 
 
-def validate_pipelines(specs: Iterable[ScheduleSpec], path: Path | None = None) -> None:
+def validate_pipelines(
+    specs: Iterable[ScheduleSpec],
+    path: Path | None = None,
+    *,
+    max_steps: int = DEFAULT_MAX_STEPS_PER_ROW,
+) -> None:
     """Check every spec names a known pipeline (the built-ins plus the user's file ``path``)."""
     from pipelines.specs.loader import load_pipelines
     from pipelines.specs.spec import PipelineSpecError, UnknownPipelineError
 
     try:
-        known = load_pipelines(path)
+        known = load_pipelines(path, max_steps=max_steps)
     except PipelineSpecError as exc:
         raise ScheduleConfigError(f"pipelines: {exc}") from None
     errors = [

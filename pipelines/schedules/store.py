@@ -28,6 +28,7 @@ from typing import Literal
 
 import redis
 from celery import Celery
+from celery.schedules import crontab, schedule
 from pydantic import BaseModel, Field
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
@@ -83,7 +84,7 @@ class SyncReport:
 def sync_file(store: ScheduleStore, path: Path, *, pipelines_file: Path | None) -> SyncReport:
     """Load ``path``, check its pipelines (built-ins + ``pipelines_file``), sync the store."""
     specs = load_schedules(path)
-    validate_pipelines(specs, pipelines_file)
+    validate_pipelines(specs, pipelines_file, max_steps=store.max_steps)
     return store.sync(specs)
 
 
@@ -96,6 +97,7 @@ class ScheduleStore:
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.redis = client
+        self.max_steps = settings.max_steps_per_row  # pipelines are checked against it
         # A private app carries the redbeat configuration, so the CLI and the fire
         # task write entries exactly where the beat (built from the same settings) reads.
         self._beat_app = Celery("producer-schedules", set_as_current=False)
@@ -133,6 +135,8 @@ class ScheduleStore:
     def put(self, spec: ScheduleSpec, *, now: datetime | None = None) -> str:
         """Create or update ``spec`` and its beat entry; returns created/updated/unchanged."""
         now = now or datetime.now(UTC)
+        # Everything that can fail is computed before the first write: nothing half-written.
+        trigger = beat_schedule(spec)
         old = self.get(spec.name)
         key = SCHEDULE_SPEC_PREFIX + spec.name
         with self.redis.pipeline() as pipe:
@@ -142,7 +146,7 @@ class ScheduleStore:
             pipe.hsetnx(key, "armed_at", now.isoformat())
             pipe.execute()
         if old is None or self._entry_changed(old, spec):
-            self._save_entry(spec, now)
+            self._save_entry(spec, trigger, now)
         if old is None:
             return "created"
         return "unchanged" if old == spec else "updated"
@@ -153,7 +157,7 @@ class ScheduleStore:
             new.enabled and self.entry(new.name) is None
         )
 
-    def _save_entry(self, spec: ScheduleSpec, now: datetime) -> None:
+    def _save_entry(self, spec: ScheduleSpec, trigger: crontab | schedule, now: datetime) -> None:
         existing = self.entry(spec.name)
         if not spec.enabled:
             # A disabled schedule has no entry: beat never loads it, and enabling it
@@ -164,7 +168,7 @@ class ScheduleStore:
         entry = RedBeatSchedulerEntry(
             name=self._entry_name(spec.name),
             task=FIRE_TASK,
-            schedule=beat_schedule(spec),
+            schedule=trigger,
             args=[spec.name],
             app=self._beat_app,
             # An interval fire not started within one interval is dropped: the next is
@@ -205,6 +209,8 @@ class ScheduleStore:
         """Make Redis hold exactly ``specs``: create, update and remove our schedules."""
         report = SyncReport()
         wanted = {spec.name: spec for spec in sorted(specs, key=lambda s: s.name)}
+        for spec in wanted.values():
+            beat_schedule(spec)  # every trigger representable before the first write
         for spec in wanted.values():
             getattr(report, self.put(spec, now=now)).append(spec.name)
         stale = ({s.name for s in self.specs()} | self.owned_entry_names()) - set(wanted)

@@ -56,7 +56,9 @@ def batch_submitter(
         return submit_batch(
             client,
             source=spec.csv,
-            pipeline=get_pipeline(spec.pipeline, settings.pipelines_file),
+            pipeline=get_pipeline(
+                spec.pipeline, settings.pipelines_file, max_steps=settings.max_steps_per_row
+            ),
             batch_id=batch_id,
             skip_invalid=spec.skip_invalid,
             max_spend=spec.max_spend,

@@ -14,6 +14,7 @@ needs. It knows nothing of pipelines or rows: :mod:`pipelines.specs.spec` and
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -121,7 +122,27 @@ def check_params(
     errors = [FieldError(name, "unknown field") for name in unknown if name not in accepted]
     known = {k: v for k, v in params.items() if k not in unknown}
     found = _quick_errors(action, known) if _is_quick(action) else _model_errors(action, known)
-    return errors + [e for e in found if e.field not in unknown]
+    return errors + [_name_non_finite(e, known) for e in found if e.field not in unknown]
+
+
+def _name_non_finite(error: FieldError, params: Mapping[str, Any]) -> FieldError:
+    """The error of a NaN or infinite number says so, not "must be >= 0".
+
+    ``"nan"`` and ``"inf"`` (a cell, or TOML's own nan/inf) parse as floats that fail a
+    range check, whose message would hide what is wrong.
+    """
+    value = params.get(error.field)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return error
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return error
+    if math.isnan(number):
+        return FieldError(error.field, f"{value!r} is not a number")
+    if math.isinf(number):
+        return FieldError(error.field, f"{value!r} is not a finite number")
+    return error
 
 
 def coerce_params(action: str, params: Mapping[str, Any]) -> dict[str, Any] | None:

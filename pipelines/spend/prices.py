@@ -52,6 +52,15 @@ class UnknownActionError(PriceTableError):
     """The action is not one of the API's actions, so it has no price."""
 
 
+def _bad_amount(amount: float) -> str | None:
+    """Why ``amount`` is no price or cap (NaN named as such, not as "must be >= 0")."""
+    if math.isnan(amount):
+        return "not a number (nan)"
+    if math.isinf(amount):
+        return f"not finite ({amount!r})"
+    return "below 0" if amount < 0 else None
+
+
 def _currency(name: str) -> str:
     """Normalise a currency name: USD ("usd", "$") or credits ("credit")."""
     found = _CURRENCY_NAMES.get(name.strip().lower())
@@ -74,8 +83,9 @@ def parse_amount(text: str, default_currency: str) -> tuple[float, str]:
 
 def to_micro(amount: float) -> int:
     """An amount as integer micro-units (what Redis stores), refusing negatives and NaN."""
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"spend amounts are finite and >= 0, got {amount!r}")
+    why = _bad_amount(amount)
+    if why is not None:
+        raise ValueError(f"spend amounts are finite and >= 0, got {amount!r}: {why}")
     return round(amount * SPEND_MICROS_PER_UNIT)
 
 
@@ -107,9 +117,18 @@ class PriceTable(BaseModel):
         missing = [a for a in ACTIONS if a not in value]
         if missing:
             raise ValueError(f"no price for actions {missing}")
-        negative = sorted(a for a, p in value.items() if not (math.isfinite(p) and p >= 0))
-        if negative:
-            raise ValueError(f"prices must be finite and >= 0: {negative}")
+        problems = [f"{a}: {why}" for a, p in sorted(value.items()) if (why := _bad_amount(p))]
+        if problems:
+            raise ValueError(f"prices must be finite and >= 0 ({'; '.join(problems)})")
+        return value
+
+    @field_validator("usd_per_credit", mode="before")
+    @classmethod
+    def _finite_rate(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(
+                f"{value!r} is {'not a number' if math.isnan(value) else 'not finite'}"
+            )
         return value
 
     @classmethod
@@ -126,6 +145,8 @@ class PriceTable(BaseModel):
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise PriceTableError(f"prices file {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise PriceTableError(f"prices file {path}: not UTF-8 ({exc.reason})") from None
         override = _read_toml(text, str(path))
         try:
             merged = _overlay(base, override)
@@ -138,7 +159,10 @@ class PriceTable(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            details = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
             raise PriceTableError(f"{source}: {details}") from None
 
     def call_cost(self, action: str) -> float:
@@ -182,6 +206,11 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PriceTableError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise PriceTableError(
+            f"{source}: not valid TOML: arrays or tables nest too deeply"
+        ) from None
 
 
 def _overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -189,8 +218,16 @@ def _overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = {**base, **{k: v for k, v in override.items() if k != "prices"}}
     source, target = _currency(str(base["currency"])), _currency(str(merged["currency"]))
     rate = merged["usd_per_credit"]
-    if not isinstance(rate, int | float) or rate <= 0:
-        raise PriceTableError(f"usd_per_credit must be a number > 0, got {rate!r}")
+    if (
+        not isinstance(rate, int | float)
+        or isinstance(rate, bool)
+        or _bad_amount(rate)
+        or rate <= 0
+    ):
+        why = _bad_amount(rate) if isinstance(rate, float) else None
+        raise PriceTableError(
+            f"usd_per_credit must be a number > 0, got {rate!r}" + (f": {why}" if why else "")
+        )
     prices = {a: _convert(float(p), source, target, float(rate)) for a, p in base["prices"].items()}
     extra = override.get("prices", {})
     if not isinstance(extra, dict):
