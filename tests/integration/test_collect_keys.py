@@ -86,7 +86,9 @@ def test_an_audio_url_ending_in_png_does_not_take_the_covers_key(
 ) -> None:
     f, song = song_fleet
     media = f"{f.emulator.url}/media/{song}"
-    result, _ = collect(f, 1, [{"id": song, "audio_url": f"{media}.png", "image_url": media + ".png"}])
+    result, _ = collect(
+        f, 1, [{"id": song, "audio_url": f"{media}.png", "image_url": media + ".png"}]
+    )
     step = result.get(timeout=30)
     keys = [a["key"] for a in step["artifacts"]]
     assert len(keys) == len(set(keys)) == 3  # audio, image, metadata
