@@ -10,6 +10,7 @@ continuation is claimed: the state a real collect starts from.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -132,3 +133,22 @@ def test_an_unsafe_item_id_is_a_bad_provider_reply_logged_as_expected(
     trace = [r for r in caplog.records if r.name == "celery.app.trace"]
     assert not [r for r in trace if r.levelno >= logging.ERROR or r.exc_info]
     assert [r for r in trace if "raised expected" in r.getMessage()]
+
+
+def test_a_download_that_keeps_breaking_ends_the_step_when_retries_run_out(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with fleet(redis_url, tmp_path / "artifacts", max_transient_retries=0) as f:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
+        try:
+            url = f"http://127.0.0.1:{closed.getsockname()[1]}/song.wav"
+            result, key = collect(f, 4, [{"id": "song", "audio_url": url}])
+            with pytest.raises(Exception, match="gave up after 0 retries"):
+                result.get(timeout=30)
+        finally:
+            closed.close()
+        entry = f.services.ledger.get(key)
+        assert entry is not None and entry.state is State.FAILED
+        assert entry.error_code == "artifact_download"
+        assert_step_released(f, key)
