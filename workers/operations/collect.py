@@ -3,7 +3,8 @@
 Runs as the ``collect`` task under the paused step's own Celery task id. It is
 idempotent: a ledger entry already ``done`` returns its recorded result, and the
 store is create-only with sha256 checks, so a redelivered collect neither
-downloads twice into different objects nor overwrites a good one.
+downloads twice into different objects nor overwrites a good one. A failure ends
+the step completely (:func:`fail_collect`): nothing stays held, claimed or stored.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from producer_client import AudioItem, AudioResult
 from workers.completion.continuations import Continuation
 from workers.completion.outcome import ProviderOutcome
-from workers.ledger import LedgerEntry, State
+from workers.ledger import LedgerEntry, LedgerStateError, State
 from workers.operations.errors import BadProviderReply, StepFailed, classify
 from workers.operations.results import (
     Artifact,
@@ -95,14 +96,17 @@ def fail_collect(
     claimed continuation finished, so the poller never re-runs it. Raises ``failed``;
     returns the recorded result only when a duplicate collect finished first.
     """
-    recorded = svc.ledger.mark_failed(
-        cont.step_key, code=failed.code, message=failed.message, recollect=recollect
-    )
-    if recorded.state is State.DONE:
+    try:
+        recorded = svc.ledger.mark_failed(
+            cont.step_key, code=failed.code, message=failed.message, recollect=recollect
+        )
+    except LedgerStateError:
+        recorded = None  # no entry (expired, or an ad hoc record): still free everything
+    if recorded is not None and recorded.state is State.DONE:
         _release(svc, cont)
         return recorded.result or {}
-    _discard(svc, cont, outcome)
     _release(svc, cont)
+    _discard(svc, cont, outcome)
     raise failed
 
 
@@ -131,15 +135,15 @@ def _discard(svc: Services, cont: Continuation, outcome: ProviderOutcome) -> Non
         return  # nothing was downloaded
     try:
         result = _audio_result(outcome)
-    except StepFailed:
-        return
-    where = _location(cont)
-    keys = [
-        key
-        for index, item in enumerate(result.data)
-        for _, _, key in _sources(where, cont, index, item)
-    ]
-    keys.append(_metadata_key(where, cont))
+        where = _location(cont)
+        keys = [
+            key
+            for index, item in enumerate(result.data)
+            for _, _, key in _sources(where, cont, index, item)
+        ]
+        keys.append(_metadata_key(where, cont))
+    except (StepFailed, ValueError):
+        return  # ids or location unusable as keys: nothing can have been stored under them
     for key in keys:
         with contextlib.suppress(ArtifactError, ValueError):
             svc.store.delete(key)
