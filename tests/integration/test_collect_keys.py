@@ -152,3 +152,17 @@ def test_a_download_that_keeps_breaking_ends_the_step_when_retries_run_out(
         assert entry is not None and entry.state is State.FAILED
         assert entry.error_code == "artifact_download"
         assert_step_released(f, key)
+
+
+def test_a_wrong_content_type_ends_the_step_like_a_404(song_fleet: tuple[Fleet, str]) -> None:
+    f, song = song_fleet
+    f.emulator.configure(
+        faults={"rules": [{"when": {"audio_id": song}, "fault": "media_wrong_type"}]}
+    )
+    result, key = collect(f, 5, [{"id": song, "audio_url": f"{f.emulator.url}/media/{song}.wav"}])
+    with pytest.raises(Exception, match="artifact_refused"):
+        result.get(timeout=30)
+    entry = f.services.ledger.get(key)
+    assert entry is not None and entry.state is State.FAILED
+    assert "text/html" in (entry.error_message or "")
+    assert_step_released(f, key)
