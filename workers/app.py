@@ -218,7 +218,8 @@ _sweepers: list[StagingSweeper] = []
 
 def _start_staging_sweeper(**_: Any) -> None:
     # Killed downloads leave partial uploads in staging: sweep them at start and hourly,
-    # only past the task time limit, which no download in progress can reach.
+    # only past the task time limit, which no download in progress can reach. worker_init
+    # is sent by every WorkController (`celery worker`, the `run` stack, test workers).
     from workers.runtime import get_services  # the services are built by the worker
 
     try:
@@ -244,7 +245,7 @@ def install_signal_handlers() -> None:
         (signals.celeryd_init, _require_redis),
         (signals.task_prerun, _bind_task),
         (signals.task_postrun, _unbind_task),
-        (signals.worker_ready, _start_staging_sweeper),
+        (signals.worker_init, _start_staging_sweeper),
         (signals.worker_shutdown, _stop_staging_sweeper),
     ):
         signal.connect(handler, weak=False, dispatch_uid=f"producer.{handler.__name__}")
