@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+import structlog
 from celery import Celery, Task, signals
 
 from workers.logging import (
@@ -66,6 +67,7 @@ from workers.logging import (
     register_secret,
 )
 from workers.settings import Settings
+from workers.storage.staging import StagingSweeper
 
 __all__ = [
     "APP_MARKER",
@@ -209,6 +211,33 @@ def _unbind_task(**_: Any) -> None:
     clear_task_context()
 
 
+STAGING_SWEEP_EVERY_S = 3600.0
+STAGING_SWEEP_MARGIN_S = 60.0
+_sweepers: list[StagingSweeper] = []
+
+
+def _start_staging_sweeper(**_: Any) -> None:
+    # Killed downloads leave partial uploads in staging: sweep them at start and hourly,
+    # only past the task time limit, which no download in progress can reach. worker_init
+    # is sent by every WorkController (`celery worker`, the `run` stack, test workers).
+    from workers.runtime import get_services  # the services are built by the worker
+
+    try:
+        svc = get_services()
+    except Exception as exc:  # a worker without its configuration says so elsewhere
+        structlog.get_logger(__name__).warning("staging_sweep_skipped", error=str(exc))
+        return
+    age_s = time_limit_s(svc.settings.visibility_timeout_s) + STAGING_SWEEP_MARGIN_S
+    _sweepers.append(
+        StagingSweeper(svc.store, older_than_s=age_s, every_s=STAGING_SWEEP_EVERY_S).start()
+    )
+
+
+def _stop_staging_sweeper(**_: Any) -> None:
+    while _sweepers:
+        _sweepers.pop().stop()
+
+
 def install_signal_handlers() -> None:
     """Connect the workers' Celery signal handlers (idempotent: one uid per handler)."""
     for signal, handler in (
@@ -216,6 +245,8 @@ def install_signal_handlers() -> None:
         (signals.celeryd_init, _require_redis),
         (signals.task_prerun, _bind_task),
         (signals.task_postrun, _unbind_task),
+        (signals.worker_init, _start_staging_sweeper),
+        (signals.worker_shutdown, _stop_staging_sweeper),
     ):
         signal.connect(handler, weak=False, dispatch_uid=f"producer.{handler.__name__}")
 

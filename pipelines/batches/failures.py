@@ -44,8 +44,11 @@ def failure_of(
 def retry_failed(client: redis.Redis, batch_id: str) -> int:
     """Run the failed rows of ``batch_id`` again; returns how many were requeued.
 
-    Only the failed steps' ledger records are forgotten, so the new attempt makes
-    a new call for those and finds the row's done steps already paid for.
+    Only the failed steps' ledger records are reset, so the new attempt finds the
+    row's done steps already paid for. A step that failed while collecting a paid
+    result is reopened as ``submitted`` (once): the new attempt collects it again
+    from the provider's record instead of submitting it again. Any other failed
+    step is forgotten and makes a new call.
     """
     state = BatchState(client)
     record = state.record(batch_id)

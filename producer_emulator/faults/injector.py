@@ -36,6 +36,7 @@ HTTP_BEFORE = (
     "token_expired_401",
 )
 HTTP_AFTER = ("timeout_504", "malformed_body")
+MEDIA_FAULTS = ("media_not_found_404", "media_wrong_type")
 TASK_FAULTS = ("task_failure", "task_failure_string", "task_failure_partial")
 # Random draws only ever pick these; the rest are rule-only.
 _RANDOM_HTTP = ("api_error_500", "timeout_504", "malformed_body")
@@ -91,10 +92,17 @@ class FaultInjector:
             or self._hit(config.callback_duplicate),
         )
 
-    def _matching_rules(self, rules: list[FaultRule], path: str, body: dict[str, Any]) -> set[str]:
+    def media_fault(self, config: FaultConfig, song: dict[str, Any]) -> str | None:
+        """The CDN fault a rule forces on a ``GET /media/...`` of ``song`` (title, audio_id)."""
+        return _first(self._matching_rules(config.rules, "/media", song, media=True), MEDIA_FAULTS)
+
+    def _matching_rules(
+        self, rules: list[FaultRule], path: str, body: dict[str, Any], *, media: bool = False
+    ) -> set[str]:
         fired: set[str] = set()
         for index, rule in enumerate(rules):
-            if not _matches(rule, path, body):
+            # A media rule counts its ``times`` on media requests only, and the others never there.
+            if (rule.fault in MEDIA_FAULTS) != media or not _matches(rule, path, body):
                 continue
             count = self._fired.get(index, 0)
             if rule.times is not None and count >= rule.times:

@@ -28,6 +28,8 @@ FaultName = Literal[
     "api_not_implemented_400",
     "disabled_400",
     "token_expired_401",
+    "media_not_found_404",
+    "media_wrong_type",
 ]
 """Every fault a rule may name (the probabilities in :class:`FaultConfig` cover most)."""
 
@@ -42,6 +44,11 @@ class FaultRule(BaseModel):
     (``"/producer/audios"``); ``times`` makes it fire only for the first
     ``times`` matching requests (``None``: every time), which is how a test
     says "fail once, then succeed".
+
+    ``media_not_found_404`` and ``media_wrong_type`` act on the CDN side: on a
+    ``GET /media/...`` of a song whose ``title`` and ``audio_id`` match ``when``,
+    the file answers 404, or ``text/html`` instead of its type (``path`` is then
+    ``"/media"``, or ``None``).
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -43,6 +43,13 @@ class MediaRoutes:
         entry = self._state.audios.get(audio_id)
         if entry is None or ext not in ("wav", "png", "mp4") or (ext != "png" and not entry.ready):
             return _not_found()
+        fault = self._state.faults.media_fault(
+            self._state.config.faults, {"title": entry.title, "audio_id": audio_id}
+        )
+        if fault == "media_not_found_404":
+            return _not_found()
+        if fault == "media_wrong_type":
+            return Response(b"<html>not a song</html>", media_type="text/html")
         options = self._options(None)
         if ext == "wav" and request.method == "HEAD":
             return _sized_head(media.wav_size_bytes(entry.spec, options), "wav")

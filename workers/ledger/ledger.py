@@ -6,7 +6,8 @@ makes a redelivered step never POST twice (full story: ``docs/ledger.md``)::
     (none) -reserve-> reserved -mark_submitted | adopt_orphan-> submitted
                       reserved | submitted -mark_done | mark_failed-> done | failed
                       reserved (lease expired, other owner) -reserve-> reserved (takeover)
-                      failed -reset_failed-> (none)
+                      failed -reset_failed-> (none), or submitted when only its collect
+                                                 failed (once: re-collect, not re-pay)
 
 Protocol of a step: :meth:`Ledger.reserve` (atomic; the owner is the Celery task id,
 holding a lease) -> :meth:`Ledger.begin_submit` (fenced; notes that a POST may now
@@ -141,12 +142,26 @@ class Ledger:
         """Record the step's result. A finished entry is returned unchanged (first wins)."""
         return self._finish_entry(key, State.DONE, "result", json.dumps(result, sort_keys=True))
 
-    def mark_failed(self, key: str, *, code: str, message: str) -> LedgerEntry:
-        """Record the step's failure. A finished entry is returned unchanged (first wins)."""
-        return self._finish_entry(key, State.FAILED, "error_code", code, "error_message", message)
+    def mark_failed(
+        self, key: str, *, code: str, message: str, recollect: bool = False
+    ) -> LedgerEntry:
+        """Record the step's failure. A finished entry is returned unchanged (first wins).
+
+        ``recollect``: the provider finished the (paid) task and only collecting its
+        result failed, so :meth:`reset_failed` reopens the step to collect again.
+        """
+        extra = ("recollect", "1") if recollect else ()
+        fields = ("error_code", code, "error_message", message, *extra)
+        return self._finish_entry(key, State.FAILED, *fields)
 
     def reset_failed(self, key: str) -> bool:
-        """Forget a ``failed`` entry so the step can run again; False if not failed."""
+        """Let a ``failed`` step run again; False if not failed.
+
+        A step failed while collecting a paid result (``recollect``) is reopened once as
+        ``submitted`` with its api task id, so its next run collects from the provider's
+        record instead of paying again; otherwise (or when that re-collect failed too)
+        the entry is forgotten and the next run submits anew.
+        """
         return bool(self._reset(keys=[LEDGER_PREFIX + key]))
 
     def get(self, key: str) -> LedgerEntry | None:

@@ -3,21 +3,26 @@
 Runs as the ``collect`` task under the paused step's own Celery task id. It is
 idempotent: a ledger entry already ``done`` returns its recorded result, and the
 store is create-only with sha256 checks, so a redelivered collect neither
-downloads twice into different objects nor overwrites a good one.
+downloads twice into different objects nor overwrites a good one. A failure ends
+the step completely (:func:`fail_collect`): nothing stays held, claimed or stored.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from producer_client import AudioItem, AudioResult
 from workers.completion.continuations import Continuation
 from workers.completion.outcome import ProviderOutcome
-from workers.ledger import LedgerEntry, State
-from workers.operations.errors import StepFailed
+from workers.ledger import LedgerEntry, LedgerStateError, State
+from workers.operations.errors import BadProviderReply, StepFailed, classify
 from workers.operations.results import (
     Artifact,
     StepResult,
@@ -26,7 +31,7 @@ from workers.operations.results import (
     with_outputs,
 )
 from workers.runtime import Services
-from workers.storage import ArtifactConflictError, artifact_key
+from workers.storage import ArtifactConflictError, ArtifactError, artifact_key
 
 _EXT_BY_TYPE = {
     "audio/wav": "wav",
@@ -40,23 +45,69 @@ _EXT_BY_TYPE = {
     "application/zip": "zip",
     "video/mp4": "mp4",
 }
+# What a provider item id may be to name a stored file (one safe path component).
+_SAFE_ID = re.compile(r"[\w][\w.=+@,-]{0,150}")
 _KNOWN_EXTS = frozenset(_EXT_BY_TYPE.values()) | {"jpeg", "aac", "flac", "ogg"}
 
 
 def collect_step(svc: Services, outcome: ProviderOutcome, cont: Continuation) -> dict[str, Any]:
-    """Turn a finished provider task into a stored :class:`StepResult` (as a dict)."""
+    """Turn a finished provider task into a stored :class:`StepResult` (as a dict).
+
+    A permanent failure ends the step completely (:func:`fail_collect`); a transient
+    one is raised for a retry, and the task calls :func:`fail_collect` when it gives up.
+    """
     entry = svc.ledger.get(cont.step_key)
     if entry is not None and entry.state in (State.DONE, State.FAILED):
         return _already_finished(svc, cont, entry)
     if not outcome.succeeded:
-        _fail(svc, cont, *outcome.failure())
-    result = outcome.audio_result()
-    step = _store_items(svc, cont, result, outcome)
+        # An expired wait may still finish at the provider: the paid task can be re-collected.
+        code, message = outcome.failure()
+        failed = StepFailed(code, message)
+        return fail_collect(svc, cont, outcome, failed, recollect=outcome.status == "expired")
+    try:
+        result = _audio_result(outcome)
+        step = _store_items(svc, cont, result, outcome)
+    except Exception as exc:
+        verdict = classify(exc)
+        if isinstance(verdict, StepFailed):
+            return fail_collect(svc, cont, outcome, verdict)
+        raise
     recorded = svc.ledger.mark_done(cont.step_key, result=step.model_dump(mode="json"))
     _release(svc, cont)
     # The first finished write wins (a concurrent duplicate collect may have been first):
     # return what the ledger holds, so every copy of the step answers the same.
     return recorded.result if recorded.result is not None else step.model_dump(mode="json")
+
+
+def fail_collect(
+    svc: Services,
+    cont: Continuation,
+    outcome: ProviderOutcome,
+    failed: StepFailed,
+    *,
+    recollect: bool = True,
+) -> dict[str, Any]:
+    """End a collect that failed for good: nothing of the step may stay held or half-kept.
+
+    The ledger records ``failed`` with the code and message (``recollect``: the provider
+    finished the paid task, so ``retry-failed`` collects it again instead of paying
+    again), the objects this step stored are deleted (no manifest points at them, and a
+    re-collect writes the same keys again), the in-flight slot is released and the
+    claimed continuation finished, so the poller never re-runs it. Raises ``failed``;
+    returns the recorded result only when a duplicate collect finished first.
+    """
+    try:
+        recorded = svc.ledger.mark_failed(
+            cont.step_key, code=failed.code, message=failed.message, recollect=recollect
+        )
+    except LedgerStateError:
+        recorded = None  # no entry (expired, or an ad hoc record): still free everything
+    if recorded is not None and recorded.state is State.DONE:
+        _release(svc, cont)
+        return recorded.result or {}
+    _release(svc, cont)
+    _discard(svc, cont, outcome)
+    raise failed
 
 
 def _already_finished(svc: Services, cont: Continuation, entry: LedgerEntry) -> dict[str, Any]:
@@ -73,10 +124,44 @@ def _release(svc: Services, cont: Continuation) -> None:
     svc.continuations.finished(cont.api_task_id, cont.token_id)
 
 
-def _fail(svc: Services, cont: Continuation, code: str, message: str) -> None:
-    svc.ledger.mark_failed(cont.step_key, code=code, message=message)
-    _release(svc, cont)
-    raise StepFailed(code, message)
+def _discard(svc: Services, cont: Continuation, outcome: ProviderOutcome) -> None:
+    """Delete every object this step may have stored, by its deterministic keys.
+
+    The keys come from the provider's record, so objects an earlier (retried) attempt
+    stored are found too. Deleting is best effort: a leftover is only storage, the
+    step's failure is what must be recorded.
+    """
+    if not outcome.succeeded:
+        return  # nothing was downloaded
+    try:
+        result = _audio_result(outcome)
+        where = _location(cont)
+        keys = [
+            key
+            for index, item in enumerate(result.data)
+            for _, _, key in _sources(where, cont, index, item)
+        ]
+        keys.append(_metadata_key(where, cont))
+    except (StepFailed, ValueError):
+        return  # ids or location unusable as keys: nothing can have been stored under them
+    for key in keys:
+        with contextlib.suppress(ArtifactError, ValueError):
+            svc.store.delete(key)
+
+
+def _audio_result(outcome: ProviderOutcome) -> AudioResult:
+    """The provider's songs; a reply we cannot use (unsafe or repeated ids) fails the step."""
+    try:
+        result = outcome.audio_result()
+    except ValidationError as exc:
+        raise BadProviderReply(f"the provider's result is not the documented shape: {exc}") from exc
+    ids = [item.id for item in result.data if item.id]
+    for item_id in ids:
+        if not _SAFE_ID.fullmatch(item_id) or ".." in item_id:
+            raise BadProviderReply(f"provider item id {item_id[:80]!r} cannot name a stored file")
+    if len(set(ids)) != len(ids):
+        raise BadProviderReply("the provider's result repeats an item id")
+    return result
 
 
 def _store_items(
@@ -84,8 +169,10 @@ def _store_items(
 ) -> StepResult:
     where = _location(cont)
     artifacts: list[Artifact] = []
-    for item in result.data:
-        artifacts.extend(_store_item(svc, where, cont, item))
+    for index, item in enumerate(result.data):
+        for kind, url, key in _sources(where, cont, index, item):
+            stored = svc.store.store_from_url(url, key, http_client=svc.downloads)
+            artifacts.append(_artifact(kind, stored, svc, url, item.id))
     first = next((i for i in result.data if i.id), result.data[0] if result.data else None)
     context, prior = split_context(cont.context.get("context") or {})
     step = StepResult(
@@ -104,9 +191,31 @@ def _store_items(
         timings=_timings(cont, outcome),
     )
     step = with_outputs(step, prior, lyric=first.lyric if first else None)
-    step, meta = _put_metadata(svc, artifact_key(*where, cont.api_task_id, "json"), step)
+    step, meta = _put_metadata(svc, _metadata_key(where, cont), step)
     step.artifacts.append(_artifact("metadata", meta, svc, None, None))
     return step
+
+
+def _sources(
+    where: tuple[str, str, str], cont: Continuation, index: int, item: AudioItem
+) -> list[tuple[str, str, str]]:
+    """``(kind, url, key)`` of each file of ``item``.
+
+    The key names the kind (``<id>.<kind>.<ext>``): an audio URL ending in ``.png``
+    must not take the cover's key. An item without an id is named by the task and
+    its position, so two such items never share a key either.
+    """
+    name = item.id or f"{cont.api_task_id}-{index}"
+    found = (("audio", item.audio_url), ("image", item.image_url), ("stems", item.stems_url))
+    return [
+        (kind, url, artifact_key(*where, f"{name}.{kind}", _extension(url, kind)))
+        for kind, url in found
+        if url
+    ]
+
+
+def _metadata_key(where: tuple[str, str, str], cont: Continuation) -> str:
+    return artifact_key(*where, cont.api_task_id, "json")
 
 
 def _put_metadata(svc: Services, key: str, step: StepResult) -> tuple[StepResult, Any]:
@@ -122,21 +231,6 @@ def _put_metadata(svc: Services, key: str, step: StepResult) -> tuple[StepResult
     except ArtifactConflictError:
         existing = svc.store.get_json(key)  # rewriting the same JSON is a no-op
         return StepResult.model_validate(existing), svc.store.put_json(key, existing)
-
-
-def _store_item(
-    svc: Services, where: tuple[str, str, str], cont: Continuation, item: AudioItem
-) -> list[Artifact]:
-    out: list[Artifact] = []
-    sources = (("audio", item.audio_url), ("image", item.image_url), ("stems", item.stems_url))
-    for kind, url in sources:
-        if not url:
-            continue
-        name = item.id or cont.api_task_id
-        key = artifact_key(*where, name, _extension(url, kind))
-        stored = svc.store.store_from_url(url, key, http_client=svc.downloads)
-        out.append(_artifact(kind, stored, svc, url, item.id))
-    return out
 
 
 def _artifact(

@@ -19,7 +19,13 @@ provider task never finished (deadline)                fails with ``deadline_exc
 artifact refused (non-http URL, too large, wrong       fails (``artifact_refused``)
 type, empty)
 artifact download interrupted                          retried like a network error
+a provider reply we cannot use (an item id that is     fails (``bad_provider_reply``)
+not a safe storage key)
 =====================================================  ==========================================
+
+Every permanent failure of ``collect`` ends the step completely: ledger ``failed``
+(marked for re-collection: the step was paid), in-flight slot released, continuation
+finished, the objects this step stored deleted (:mod:`workers.operations.collect`).
 """
 
 from __future__ import annotations
@@ -56,6 +62,13 @@ class StepFailed(_StepError):  # the name reads as the state it reports (not ...
 
 class TransientError(_StepError):
     """A step may succeed if tried again later."""
+
+
+class BadProviderReply(StepFailed):
+    """The provider's reply cannot be used as it is (e.g. an item id unsafe as a key)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_provider_reply", message)
 
 
 def classify(exc: BaseException) -> StepFailed | TransientError:

@@ -52,6 +52,7 @@ from workers.storage.errors import (
     EmptyArtifactError,
     StorageError,
 )
+from workers.storage.staging import sweep_local_dir
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, S3Config
@@ -121,10 +122,18 @@ class ArtifactStore:
     relative paths; names starting with a dot are reserved for staging and sidecars.
     """
 
-    def __init__(self, store: ObjectStore, *, url: str, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        url: str,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        local_root: Path | None = None,
+    ):
         self._store = store
         self._url = url.rstrip("/")
         self.max_bytes = max_bytes
+        self._local_root = local_root
 
     @classmethod
     def from_url(
@@ -145,7 +154,7 @@ class ArtifactStore:
         if scheme == "file":
             root = Path(url[len("file://") :]).expanduser().resolve()
             root.mkdir(parents=True, exist_ok=True)
-            return cls(LocalStore(root), url=root.as_uri(), max_bytes=max_bytes)
+            return cls(LocalStore(root), url=root.as_uri(), max_bytes=max_bytes, local_root=root)
         if scheme == "memory":
             return cls(MemoryStore(), url="memory://", max_bytes=max_bytes)
         if scheme in ("s3", "s3a"):
@@ -312,6 +321,13 @@ class ArtifactStore:
             return False
         return True
 
+    def delete(self, key: str) -> None:
+        """Delete the object at ``key`` and its sidecar; a missing one is no error."""
+        with _store_errors(f"deleting {key!r}"):
+            for path in (_check_key(key), SIDECAR_PREFIX + key + ".json"):
+                with contextlib.suppress(*_NOT_FOUND):
+                    obstore.delete(self._store, path)
+
     def list(self, prefix: str = "") -> list[str]:
         """Return the sorted keys under the directory-like ``prefix`` (internal names hidden)."""
         root = _check_key(prefix.rstrip("/")) if prefix.strip("/") else None
@@ -320,14 +336,21 @@ class ArtifactStore:
         return sorted(k for k in keys if not k.startswith((STAGING_PREFIX, SIDECAR_PREFIX)))
 
     def sweep_staging(self, *, older_than_s: float = 24 * 3600) -> int:
-        """Delete staging objects older than ``older_than_s`` (crash leftovers); return count."""
+        """Delete staging objects older than ``older_than_s`` (crash leftovers); return count.
+
+        ``older_than_s`` must exceed the longest a download may run (the task time
+        limit), or an upload in progress would be deleted under its writer.
+        """
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-        stale = [
-            meta["path"]
-            for batch in obstore.list(self._store, STAGING_PREFIX.rstrip("/"))
-            for meta in batch
-            if meta["last_modified"] < cutoff
-        ]
+        if self._local_root is not None:
+            return sweep_local_dir(self._local_root / STAGING_PREFIX, cutoff.timestamp())
+        with _store_errors("listing staging"):
+            stale = [
+                meta["path"]
+                for batch in obstore.list(self._store, STAGING_PREFIX.rstrip("/"))
+                for meta in batch
+                if meta["last_modified"] < cutoff
+            ]
         for path in stale:
             self._delete_quietly(path)
         return len(stale)

@@ -11,6 +11,7 @@ Each task submits in async mode and ends at once (state ``AWAITING_PROVIDER``);
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from celery import Task, shared_task
@@ -21,9 +22,11 @@ from workers.completion.outcome import ProviderOutcome
 from workers.completion.resume import COLLECT_TASK_NAME
 from workers.logging import bind_task_context
 from workers.operations.actions import AUDIOS_ACTIONS
-from workers.operations.collect import collect_step
+from workers.operations.collect import collect_step, fail_collect
+from workers.operations.errors import StepFailed
 from workers.operations.submit import Finished, StepCall, submit_audio_step
-from workers.tasks.base import run_step, step_task
+from workers.runtime import Services
+from workers.tasks.base import EXPECTED_FAILURES, run_step, step_task
 
 TASKS: dict[str, Task] = {
     action: step_task(
@@ -62,9 +65,22 @@ def _collect(
         celery_task_id=cont.celery_task_id,
         delivery=cont.delivery,
     )
-    return run_step(self, call, lambda svc, _: Finished(collect_step(svc, provider, cont)))
+
+    def give_up(svc: Services, failed: StepFailed) -> None:
+        # Out of retries (a download kept breaking): end the step as completely as a
+        # permanent failure does; fail_collect raises the failure, run_step reports it.
+        with contextlib.suppress(StepFailed):
+            fail_collect(svc, cont, provider, failed)
+
+    return run_step(
+        self, call, lambda svc, _: Finished(collect_step(svc, provider, cont)), give_up=give_up
+    )
 
 
-collect: Task = shared_task(bind=True, name=COLLECT_TASK_NAME, acks_late=True, base=ProducerTask)(
-    _collect
-)
+collect: Task = shared_task(
+    bind=True,
+    name=COLLECT_TASK_NAME,
+    acks_late=True,
+    base=ProducerTask,
+    throws=EXPECTED_FAILURES,
+)(_collect)

@@ -31,6 +31,9 @@ log = structlog.get_logger(__name__)
 AWAITING_PROVIDER = "AWAITING_PROVIDER"
 """Custom Celery state of a step whose song is rendering at the provider."""
 
+EXPECTED_FAILURES = (StepFailed,)
+"""A step's failure the error table decided: Celery logs it as expected, without traceback."""
+
 # Waits for capacity re-queue the message; they are counted apart from error retries.
 TRANSIENT_ATTEMPT_KW = "transient_attempt"
 
@@ -57,10 +60,22 @@ def make_call(
     )
 
 
+GiveUp = Callable[[Services, StepFailed], None]
+"""Ends a step whose transient failures ran out of retries (records it failed, frees all)."""
+
+
 def run_step(
-    task: Task, call: StepCall, operation: Callable[[Services, StepCall], Outcome]
+    task: Task,
+    call: StepCall,
+    operation: Callable[[Services, StepCall], Outcome],
+    *,
+    give_up: GiveUp | None = None,
 ) -> dict[str, Any]:
-    """Run ``operation`` and turn its outcome into what Celery expects."""
+    """Run ``operation`` and turn its outcome into what Celery expects.
+
+    ``give_up`` ends the step when its retries run out; by default the ledger records
+    it failed (a step that holds more, like ``collect``, passes its own).
+    """
     bind_task_context(
         task_id=call.celery_task_id,
         action=call.action,
@@ -71,7 +86,7 @@ def run_step(
     try:
         outcome = operation(svc, call)
     except Exception as exc:
-        raise _retry_or_fail(svc, task, call, exc) from exc
+        raise _retry_or_fail(svc, task, call, exc, give_up or _mark_failed(call)) from exc
     return _deliver(svc, task, call, outcome)
 
 
@@ -126,7 +141,16 @@ def _countdown(svc: Services, seconds: float) -> float:
     return max(0.0, min(seconds, svc.settings.visibility_timeout_s / 2))
 
 
-def _retry_or_fail(svc: Services, task: Task, call: StepCall, exc: Exception) -> BaseException:
+def _mark_failed(call: StepCall) -> GiveUp:
+    def give_up(svc: Services, failed: StepFailed) -> None:
+        svc.ledger.mark_failed(call.key, code=failed.code, message=failed.message)
+
+    return give_up
+
+
+def _retry_or_fail(
+    svc: Services, task: Task, call: StepCall, exc: Exception, give_up: GiveUp
+) -> BaseException:
     verdict = classify(exc)
     if isinstance(verdict, StepFailed):
         log.warning("step_failed", step_key=call.key, code=verdict.code, message=verdict.message)
@@ -135,7 +159,7 @@ def _retry_or_fail(svc: Services, task: Task, call: StepCall, exc: Exception) ->
     limit = svc.settings.max_transient_retries
     if attempt >= limit:
         failed = StepFailed(verdict.code, f"gave up after {attempt} retries: {verdict.message}")
-        svc.ledger.mark_failed(call.key, code=failed.code, message=failed.message)
+        give_up(svc, failed)
         log.warning("step_failed", step_key=call.key, code=failed.code, message=failed.message)
         return failed
     delay = _countdown(svc, backoff_s(attempt))
@@ -181,13 +205,19 @@ def step_task(action: str, operation: Callable[[Services, StepCall], Outcome], d
     step.__name__ = action
     step.__doc__ = doc
     task: Task = shared_task(
-        bind=True, name=f"producer.{action}", acks_late=True, base=ProducerTask
+        bind=True,
+        name=f"producer.{action}",
+        acks_late=True,
+        base=ProducerTask,
+        throws=EXPECTED_FAILURES,
     )(step)
     return task
 
 
 __all__ = [
     "AWAITING_PROVIDER",
+    "EXPECTED_FAILURES",
+    "GiveUp",
     "StepFailed",
     "TransientError",
     "make_call",
