@@ -29,6 +29,7 @@ from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.completion.wiring import poller_for, receiver_for
 from workers.runtime import Services, build_services, set_services
 from workers.settings import Settings
+from workers.storage.urlguard import allow_entry_for
 
 TOKEN = "fleet-test-token"
 CALLBACK_SECRET = "fleet-callback-secret"
@@ -71,6 +72,8 @@ def fleet_settings(
         "poll_max_interval_s": 0.2,
         "task_deadline_s": 60.0,
         "max_transient_retries": 3,
+        # The emulator serves its songs from loopback: allow it (host:port) and no more.
+        "download_allow_hosts": [allow_entry_for(emulator_url)],
     }
     values.update(overrides)
     return Settings(**values)

@@ -27,6 +27,7 @@ from workers.operations.results import (
 )
 from workers.runtime import Services
 from workers.storage import ArtifactConflictError, artifact_key
+from workers.storage.deadline import DownloadBudget, artifact_lock
 
 _EXT_BY_TYPE = {
     "audio/wav": "wav",
@@ -84,8 +85,10 @@ def _store_items(
 ) -> StepResult:
     where = _location(cont)
     artifacts: list[Artifact] = []
+    # One deadline for all of a collect's downloads, checked in their streaming loops.
+    budget = DownloadBudget.from_settings(svc.settings)
     for item in result.data:
-        artifacts.extend(_store_item(svc, where, cont, item))
+        artifacts.extend(_store_item(svc, where, cont, item, budget))
     first = next((i for i in result.data if i.id), result.data[0] if result.data else None)
     context, prior = split_context(cont.context.get("context") or {})
     step = StepResult(
@@ -125,7 +128,11 @@ def _put_metadata(svc: Services, key: str, step: StepResult) -> tuple[StepResult
 
 
 def _store_item(
-    svc: Services, where: tuple[str, str, str], cont: Continuation, item: AudioItem
+    svc: Services,
+    where: tuple[str, str, str],
+    cont: Continuation,
+    item: AudioItem,
+    budget: DownloadBudget,
 ) -> list[Artifact]:
     out: list[Artifact] = []
     sources = (("audio", item.audio_url), ("image", item.image_url), ("stems", item.stems_url))
@@ -134,7 +141,9 @@ def _store_item(
             continue
         name = item.id or cont.api_task_id
         key = artifact_key(*where, name, _extension(url, kind))
-        stored = svc.store.store_from_url(url, key, http_client=svc.downloads)
+        # One download of an artifact at a time, fleet-wide: a redelivered collect waits.
+        with artifact_lock(svc.redis, key, budget):
+            stored = svc.store.store_from_url(url, key, http_client=svc.downloads, budget=budget)
         out.append(_artifact(kind, stored, svc, url, item.id))
     return out
 
