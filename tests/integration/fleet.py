@@ -72,10 +72,14 @@ def fleet_settings(
         "poll_max_interval_s": 0.2,
         "task_deadline_s": 60.0,
         "max_transient_retries": 3,
-        # The emulator serves its songs from loopback: allow it (host:port) and no more.
-        "download_allow_hosts": [allow_entry_for(emulator_url)],
     }
     values.update(overrides)
+    # The emulator serves its songs from loopback: allow it (host:port) and no more,
+    # besides what a test allows on purpose.
+    values["download_allow_hosts"] = [
+        allow_entry_for(emulator_url),
+        *overrides.get("download_allow_hosts", ()),
+    ]
     return Settings(**values)
 
 
