@@ -65,7 +65,7 @@ from workers.logging import (
     configure_logging,
     register_secret,
 )
-from workers.settings import Settings, task_time_limit_s
+from workers.settings import Settings
 
 __all__ = [
     "APP_MARKER",
@@ -92,6 +92,10 @@ MISSING_REDIS_MESSAGE = (
     "REDIS_URL=redis://127.0.0.1:6379/0) and start the worker again, or use "
     "`producer-batch run`, which starts an embedded Redis for you."
 )
+# Margin between the hard task time limit and the broker's visibility timeout.
+_TIME_LIMIT_MARGIN_S = 300
+# With a short visibility timeout the margin would leave nothing: use this share of it.
+_SHORT_TIME_LIMIT_SHARE = 0.8
 # kombu's default restore sweep runs every unacked_restore_interval (10 s) x
 # unacked_restore_throttle (10): fine for 1800 s, far too slow below ~1000 s.
 _DEFAULT_RESTORE_PERIOD_S = 100
@@ -124,7 +128,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def time_limit_s(visibility_timeout_s: int) -> float:
     """Hard time limit of a task body: always positive and below the visibility timeout."""
-    return task_time_limit_s(visibility_timeout_s)
+    return max(
+        visibility_timeout_s - _TIME_LIMIT_MARGIN_S, visibility_timeout_s * _SHORT_TIME_LIMIT_SHARE
+    )
 
 
 def transport_options(visibility_timeout_s: int) -> dict[str, Any]:

@@ -27,7 +27,11 @@ _DOWNLOAD_SHARE_OF_TIME_LIMIT = 0.8
 
 
 def task_time_limit_s(visibility_timeout_s: int) -> float:
-    """Hard time limit of a task body: always positive and below the visibility timeout."""
+    """Hard time limit of a task body: always positive and below the visibility timeout.
+
+    The same as ``workers.app.time_limit_s`` (the Celery config), which this module
+    cannot import (the app imports the settings); a test holds the two equal.
+    """
     return max(
         visibility_timeout_s - _TIME_LIMIT_MARGIN_S, visibility_timeout_s * _SHORT_TIME_LIMIT_SHARE
     )
