@@ -51,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from producer_client import Producer, RateLimitError
 from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.embedded_redis import EmbeddedRedis
+from workers.storage.urlguard import allow_entry_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "batches.json"
@@ -175,6 +176,7 @@ def system_env(url: str, emu_url: str, storage: Path, plan: Plan) -> dict[str, s
         "REDIS_URL": url,
         "PRODUCER_API_TOKEN": TOKEN,
         "PRODUCER_BASE_URL": emu_url,
+        "PRODUCER_DOWNLOAD_ALLOW_HOSTS": allow_entry_for(emu_url),
         "PRODUCER_STORAGE_URL": f"file://{storage}",
         "PRODUCER_SUBMIT_RATE_PER_S": str(plan.submit_rate),
         "PRODUCER_SUBMIT_BURST": "1",

@@ -47,6 +47,7 @@ from producer_client import Producer
 from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.embedded_redis import EmbeddedRedis
 from workers.logging import configure_logging
+from workers.storage.urlguard import allow_entry_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-inflight-token"
@@ -235,6 +236,7 @@ def worker_env(url: str, emu_url: str, storage: Path, plan: Plan) -> dict[str, s
         "REDIS_URL": url,
         "PRODUCER_API_TOKEN": TOKEN,
         "PRODUCER_BASE_URL": emu_url,
+        "PRODUCER_DOWNLOAD_ALLOW_HOSTS": allow_entry_for(emu_url),
         "PRODUCER_STORAGE_URL": f"file://{storage}",
         "PRODUCER_SUBMIT_RATE_PER_S": "1000",
         "PRODUCER_SUBMIT_BURST": "200",

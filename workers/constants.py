@@ -42,6 +42,10 @@ LEDGER_CLAIM_PREFIX = KEY_PREFIX + "ledger-claim:"
 # Continuations of steps waiting for the provider (workers/completion).
 INFLIGHT_PREFIX = KEY_PREFIX + "inflight:"
 
+# One download of an artifact at a time (workers/storage/deadline.py): a lock per
+# storage key, with a TTL of the downloader's deadline.
+DOWNLOAD_LOCK_PREFIX = KEY_PREFIX + "download-lock:"
+
 # How long finished ledger records are kept: long enough to make a re-submitted
 # CSV a no-op for a month.
 LEDGER_DONE_TTL_S = 30 * 24 * 3600

@@ -22,6 +22,7 @@ from workers.ledger import Ledger
 from workers.ratelimit import Limiter, LimiterDefaults, RedisBackend, token_id_for
 from workers.settings import Settings, get_settings
 from workers.storage import ArtifactStore
+from workers.storage.urlguard import guarded_client
 
 
 class ConfigurationError(RuntimeError):
@@ -79,7 +80,10 @@ def build_services(settings: Settings) -> Services:
         ledger=Ledger(client),
         store=ArtifactStore.from_settings(settings),
         continuations=ContinuationStore(client),
-        downloads=httpx.Client(timeout=settings.http_timeout_s),
+        # Artifact URLs come from outside: only public addresses, or hosts allowed by name.
+        downloads=guarded_client(
+            timeout_s=settings.http_timeout_s, allow_hosts=settings.download_allow_hosts
+        ),
         token_id=token_id_for(token),
         callback_secret=None if secret is None else secret.get_secret_value().encode(),
     )

@@ -10,11 +10,32 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
+
+# Margin between the hard task time limit and the broker's visibility timeout.
+_TIME_LIMIT_MARGIN_S = 300
+# With a short visibility timeout the margin would leave nothing: use this share of it.
+_SHORT_TIME_LIMIT_SHARE = 0.8
+# The share of the task time limit a collect's downloads may use by default: the rest is
+# for the provider record, the metadata and the ledger.
+_DOWNLOAD_SHARE_OF_TIME_LIMIT = 0.8
+
+
+def task_time_limit_s(visibility_timeout_s: int) -> float:
+    """Hard time limit of a task body: always positive and below the visibility timeout.
+
+    The same as ``workers.app.time_limit_s`` (the Celery config), which this module
+    cannot import (the app imports the settings); a test holds the two equal.
+    """
+    return max(
+        visibility_timeout_s - _TIME_LIMIT_MARGIN_S, visibility_timeout_s * _SHORT_TIME_LIMIT_SHARE
+    )
+
 
 # An amount with an optional unit: "25", "25 USD", "$25", "250 credits" (spend caps).
 SPEND_CAP_PATTERN = r"^\s*\$?\s*\d+(\.\d+)?\s*(usd|USD|credits?|CREDITS?)?\s*$"
@@ -79,6 +100,30 @@ class Settings(BaseSettings):
         default=1024 * 1024 * 1024, gt=0, description="Refuse artifacts larger than this."
     )
     http_timeout_s: float = Field(default=60.0, gt=0, description="Per-request HTTP timeout.")
+    download_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated hosts (`host` or `host:port`) that artifact downloads may reach "
+            "even though they resolve to a loopback, private or other internal address; "
+            "everything else internal is refused. `run` and `demo` add their own emulator."
+        ),
+    )
+    download_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Longest time all the downloads of one collect may take together; unset: 80 % "
+            "of the task time limit (which follows the visibility timeout)."
+        ),
+    )
+    download_min_bytes_per_s: float = Field(
+        default=16 * 1024,
+        ge=0,
+        description="Drop a download slower than this over a throughput window; 0: no floor.",
+    )
+    download_throughput_window_s: float = Field(
+        default=30.0, gt=0, description="Window over which the download throughput floor is judged."
+    )
     visibility_timeout_s: int = Field(
         default=1800,
         ge=5,
@@ -164,6 +209,21 @@ class Settings(BaseSettings):
         default=None, description="JSON logs; default: JSON unless stderr is a terminal."
     )
     log_level: str = Field(default="INFO", description="Log level.")
+
+    @field_validator("download_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # The environment gives "a.example,127.0.0.1:8080"; code may pass a list.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def effective_download_deadline_s(self) -> float:
+        """The collect's download deadline: the setting, or its default from the time limit."""
+        if self.download_deadline_s is not None:
+            return self.download_deadline_s
+        return task_time_limit_s(self.visibility_timeout_s) * _DOWNLOAD_SHARE_OF_TIME_LIMIT
 
 
 @lru_cache(maxsize=1)

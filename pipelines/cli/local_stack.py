@@ -31,6 +31,7 @@ from workers.completion.wiring import poller_for
 from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Services, build_services, set_services
 from workers.settings import Settings
+from workers.storage.urlguard import allow_entry_for
 
 EMULATOR_TOKEN = "local-emulator-token"  # noqa: S105 - the emulator's own, not a secret
 
@@ -103,6 +104,8 @@ def _with_emulator(settings: Settings, url: str) -> Settings:
         "submit_rate_per_s": 20.0,
         "submit_burst": 20.0,
         "max_in_flight": 100,
+        # Its songs are served from loopback: allow this emulator (host:port) and no more.
+        "download_allow_hosts": [*settings.download_allow_hosts, allow_entry_for(url)],
     }
     return Settings.model_validate({**settings.model_dump(), **update})
 

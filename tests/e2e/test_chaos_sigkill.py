@@ -45,6 +45,7 @@ from workers.completion.wiring import poller_for
 from workers.ledger import LedgerEntry, State
 from workers.runtime import Services, build_services
 from workers.settings import Settings
+from workers.storage.urlguard import allow_entry_for
 from workers.tasks.audios import generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,8 @@ def worker_settings(redis_url: str, emulator_url: str, storage: Path) -> dict[st
         "REDIS_URL": redis_url,
         "PRODUCER_API_TOKEN": TOKEN,
         "PRODUCER_BASE_URL": emulator_url,
+        # The emulator serves its songs from loopback: downloads may reach it, no more.
+        "PRODUCER_DOWNLOAD_ALLOW_HOSTS": allow_entry_for(emulator_url),
         "PRODUCER_STORAGE_URL": f"file://{storage}",
         "PRODUCER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
         # 20/s spreads the 200 submissions over ~10 s of kills.

@@ -22,6 +22,7 @@ import redis
 
 from pipelines.batches.state import BatchState
 from producer_emulator import EmulatorConfig, EmulatorServer
+from workers.storage.urlguard import allow_entry_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "prompts.csv"
@@ -38,6 +39,8 @@ def _env(redis_url: str, emulator_url: str) -> dict[str, str]:
             "REDIS_URL": redis_url,
             "PRODUCER_API_TOKEN": TOKEN,
             "PRODUCER_BASE_URL": emulator_url,
+            # The emulator serves its songs from loopback: downloads may reach it, no more.
+            "PRODUCER_DOWNLOAD_ALLOW_HOSTS": allow_entry_for(emulator_url),
             # Messages the killed worker held come back within seconds, not half an hour.
             "PRODUCER_VISIBILITY_TIMEOUT_S": "20",
             "PRODUCER_POLL_FIRST_AFTER_S": "0.3",

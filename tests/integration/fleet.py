@@ -29,6 +29,7 @@ from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.completion.wiring import poller_for, receiver_for
 from workers.runtime import Services, build_services, set_services
 from workers.settings import Settings
+from workers.storage.urlguard import allow_entry_for
 
 TOKEN = "fleet-test-token"
 CALLBACK_SECRET = "fleet-callback-secret"
@@ -73,6 +74,12 @@ def fleet_settings(
         "max_transient_retries": 3,
     }
     values.update(overrides)
+    # The emulator serves its songs from loopback: allow it (host:port) and no more,
+    # besides what a test allows on purpose.
+    values["download_allow_hosts"] = [
+        allow_entry_for(emulator_url),
+        *overrides.get("download_allow_hosts", ()),
+    ]
     return Settings(**values)
 
 

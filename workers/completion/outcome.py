@@ -57,9 +57,15 @@ class ProviderOutcome(BaseModel):
     """Our own reason, for an ``expired`` outcome."""
 
     @classmethod
-    def from_record(cls, status: str, record: Mapping[str, Any]) -> ProviderOutcome:
-        """The poller's outcome of a finished task record (``status``: its outcome name)."""
-        return cls.model_validate({"status": status, "record": dict(record), "source": "poller"})
+    def from_record(
+        cls, status: str, record: Mapping[str, Any], *, source: OutcomeSource = "poller"
+    ) -> ProviderOutcome:
+        """The outcome of a finished task record (``status``: its outcome name).
+
+        ``source`` says who learnt it first: the poller, or a callback that the
+        receiver then confirmed by retrieving this record.
+        """
+        return cls.model_validate({"status": status, "record": dict(record), "source": source})
 
     @classmethod
     def from_callback(cls, body: Mapping[str, Any]) -> ProviderOutcome:

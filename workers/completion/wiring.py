@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from starlette.applications import Starlette
@@ -62,5 +63,53 @@ def receiver_for(svc: Services, app: Celery) -> Starlette:
     if svc.callback_secret is None:
         raise ValueError("the callback receiver needs PRODUCER_CALLBACK_SECRET")
     return create_receiver_app(
-        svc.continuations, lambda cont, outcome: resume(app, cont, outcome), svc.callback_secret
+        svc.continuations,
+        lambda cont, outcome: resume(app, cont, outcome),
+        svc.callback_secret,
+        confirm_with_provider(svc),
     )
+
+
+# How long a callback may wait for the shared poll budget before it is left to the poller.
+CONFIRM_BUDGET_WAIT_S = 5.0
+
+
+def confirm_with_provider(
+    svc: Services,
+    *,
+    wait_s: float = CONFIRM_BUDGET_WAIT_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[str], ProviderOutcome | None]:
+    """Ask the provider about one task, within the poll budget: its outcome if finished.
+
+    A callback body is never trusted: the outcome collected is built from the record
+    ``tasks.retrieve`` returns. None when the task is unknown, still running, or the
+    poll budget has no room within ``wait_s`` (the poller finishes it then).
+    """
+
+    def confirm(api_task_id: str) -> ProviderOutcome | None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            decision = svc.limiter.acquire(svc.token_id, EndpointClass.POLL)
+            if decision.granted:
+                break
+            pause = max(decision.wait_s, 0.001)
+            if time.monotonic() + pause > deadline:
+                return None
+            sleep(pause)
+        try:
+            record = svc.client.tasks.retrieve(api_task_id)
+        except RateLimitError as exc:
+            svc.limiter.report_throttled(
+                svc.token_id, EndpointClass.POLL, retry_after_s=exc.retry_after_s
+            )
+            raise
+        svc.limiter.report_success(svc.token_id, EndpointClass.POLL)
+        if record is None or record.id != api_task_id:
+            return None
+        name = str(record.outcome.value)
+        if name == "pending":
+            return None
+        return ProviderOutcome.from_record(name, record.model_dump(mode="json"), source="callback")
+
+    return confirm

@@ -32,6 +32,7 @@ from workers.operations.results import (
 )
 from workers.runtime import Services
 from workers.storage import ArtifactConflictError, ArtifactError, artifact_key
+from workers.storage.deadline import DownloadBudget, artifact_lock
 
 _EXT_BY_TYPE = {
     "audio/wav": "wav",
@@ -169,9 +170,15 @@ def _store_items(
 ) -> StepResult:
     where = _location(cont)
     artifacts: list[Artifact] = []
+    # One deadline for all of a collect's downloads, checked in their streaming loops.
+    budget = DownloadBudget.from_settings(svc.settings)
     for index, item in enumerate(result.data):
         for kind, url, key in _sources(where, cont, index, item):
-            stored = svc.store.store_from_url(url, key, http_client=svc.downloads)
+            # One download of an artifact at a time, fleet-wide: a redelivered collect waits.
+            with artifact_lock(svc.redis, key, budget):
+                stored = svc.store.store_from_url(
+                    url, key, http_client=svc.downloads, budget=budget
+                )
             artifacts.append(_artifact(kind, stored, svc, url, item.id))
     first = next((i for i in result.data if i.id), result.data[0] if result.data else None)
     context, prior = split_context(cont.context.get("context") or {})

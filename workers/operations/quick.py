@@ -43,6 +43,7 @@ from workers.operations.submit import (
 from workers.ratelimit import EndpointClass
 from workers.runtime import Services
 from workers.storage import artifact_key
+from workers.storage.deadline import DownloadBudget, artifact_lock
 
 
 def quick_body(action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +185,9 @@ def _store(
         source = reply.file_url if isinstance(reply, WavResult) else reply.video_url
         ext, kind = ("wav", "wav") if isinstance(reply, WavResult) else ("mp4", "video")
         key = artifact_key(*where, str(call.params.get("audio_id") or name), ext)
-        stored = svc.store.store_from_url(source, key, http_client=svc.downloads)
+        budget = DownloadBudget.from_settings(svc.settings)
+        with artifact_lock(svc.redis, key, budget):
+            stored = svc.store.store_from_url(source, key, http_client=svc.downloads, budget=budget)
     else:
         return []
     return [

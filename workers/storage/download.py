@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 import httpx
 from obstore.exceptions import BaseError
 
+from workers.storage.deadline import ThroughputMeter
 from workers.storage.errors import (
     ArtifactError,
     ArtifactTooLargeError,
@@ -23,6 +24,7 @@ from workers.storage.errors import (
     UnsafeURLError,
     safe_url,
 )
+from workers.storage.urlguard import check_url
 
 #: Entries ending in "/" match a whole family; others must match exactly.
 DEFAULT_EXPECTED_TYPES: tuple[str, ...] = (
@@ -38,10 +40,12 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 def check_source_url(url: str) -> None:
-    """Raise :class:`UnsafeURLError` unless ``url`` is http(s); the message names the scheme."""
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme not in ("http", "https"):
-        raise UnsafeURLError(f"refusing URL scheme {scheme or '(none)'!r}: only http(s) is fetched")
+    """Raise :class:`UnsafeURLError` unless ``url`` is http(s) without userinfo.
+
+    Addresses are judged by the download client's guard (:mod:`workers.storage.urlguard`)
+    on the address each connection really uses, redirect hops included.
+    """
+    check_url(url)
 
 
 def check_response(response: httpx.Response, cap: int, expected: Iterable[str]) -> str:
@@ -81,9 +85,12 @@ class HashingBody:
     first one is also kept in :attr:`error` in case the store wraps it.
     """
 
-    def __init__(self, response: httpx.Response, max_bytes: int) -> None:
+    def __init__(
+        self, response: httpx.Response, max_bytes: int, meter: ThroughputMeter | None = None
+    ) -> None:
         self._response = response
         self._max_bytes = max_bytes
+        self._meter = meter
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.error: Exception | None = None
@@ -97,12 +104,26 @@ class HashingBody:
 
     def _chunks(self) -> Iterator[bytes]:
         url = safe_url(str(self._response.url))
-        for chunk in self._response.iter_bytes(READ_CHUNK_BYTES):
-            self.size += len(chunk)
+        pending: list[bytes] = []
+        pending_size = 0
+        # Each network read is counted and timed as it arrives (httpx's own chunk_size
+        # would wait for a whole chunk, so a trickle would never be looked at); the
+        # reads are regrouped into chunks of READ_CHUNK_BYTES for obstore.
+        for piece in self._response.iter_bytes():
+            if self._meter is not None:
+                # Here, not in a timer: the deadline holds in every Celery pool.
+                self._meter.check(len(piece))
+            self.size += len(piece)
             if self.size > self._max_bytes:
                 raise ArtifactTooLargeError(f"body of {url} exceeds {self._max_bytes} bytes")
-            self.sha256.update(chunk)
-            yield chunk
+            self.sha256.update(piece)
+            pending.append(piece)
+            pending_size += len(piece)
+            if pending_size >= READ_CHUNK_BYTES:
+                yield b"".join(pending)
+                pending, pending_size = [], 0
+        if pending_size:
+            yield b"".join(pending)
         if self.size == 0:
             raise EmptyArtifactError(f"empty body from {url}")
 

@@ -3,7 +3,7 @@
 ::
 
     ArtifactError                 storing an artifact failed (base; ``retryable`` False)
-     ├── UnsafeURLError           the source URL is not http(s)
+     ├── UnsafeURLError           not http(s), userinfo, or an internal address
      ├── ArtifactTooLargeError    Content-Length or the streamed body exceeds the cap
      ├── ContentTypeError         the response's Content-Type is not an expected one
      ├── EmptyArtifactError       the body had zero bytes
@@ -43,7 +43,7 @@ class ArtifactError(Exception):
 
 
 class UnsafeURLError(ArtifactError):
-    """Only http and https source URLs are accepted."""
+    """Only http(s) URLs without userinfo, reaching public addresses, are fetched."""
 
 
 class ArtifactTooLargeError(ArtifactError):

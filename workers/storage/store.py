@@ -40,6 +40,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError
 from obstore.store import LocalStore, MemoryStore, S3Store
 
+from workers.storage.deadline import DownloadBudget, ThroughputMeter, request_timeout
 from workers.storage.download import (
     DEFAULT_EXPECTED_TYPES,
     HashingBody,
@@ -191,27 +192,40 @@ class ArtifactStore:
         http_client: httpx.Client,
         expected_types: Iterable[str] = DEFAULT_EXPECTED_TYPES,
         max_bytes: int | None = None,
+        budget: DownloadBudget | None = None,
     ) -> StoredObject:
         """Stream ``source_url`` into ``key`` create-only; return what is stored there.
 
         Idempotent: an existing object with the same sha256 is returned as is; a
         different one raises :class:`ArtifactConflictError`. Redirects are followed.
+        ``budget`` bounds the whole download in time and throughput (see
+        :mod:`workers.storage.deadline`).
         """
         _check_key(key)
         check_source_url(source_url)
         cap = self.max_bytes if max_bytes is None else max_bytes
+        meter = budget.meter(source_url) if budget is not None else None
+        if meter is not None:
+            meter.check(0)  # a budget already spent starts nothing
         try:
-            with http_client.stream("GET", source_url, follow_redirects=True) as response:
+            with http_client.stream(
+                "GET",
+                source_url,
+                follow_redirects=True,
+                timeout=request_timeout(http_client, budget),
+            ) as response:
                 content_type = check_response(response, cap, tuple(expected_types))
-                staging, digest, size = self._stage(response, cap, source_url)
+                staging, digest, size = self._stage(response, cap, source_url, meter)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise translate_error(exc, source_url) from exc
         with _store_errors(f"committing {key!r}"):
             return self._commit(staging, StoredObject(key, digest, size, content_type))
 
-    def _stage(self, response: httpx.Response, cap: int, url: str) -> tuple[str, str, int]:
+    def _stage(
+        self, response: httpx.Response, cap: int, url: str, meter: ThroughputMeter | None
+    ) -> tuple[str, str, int]:
         staging = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-        body = HashingBody(response, cap)
+        body = HashingBody(response, cap, meter)
         try:
             obstore.put(
                 self._store,
