@@ -138,20 +138,22 @@ def test_an_unsafe_item_id_is_a_bad_provider_reply_logged_as_expected(
 def test_a_download_that_keeps_breaking_ends_the_step_when_retries_run_out(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with fleet(redis_url, tmp_path / "artifacts", max_transient_retries=0) as f:
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
-        try:
-            url = f"http://127.0.0.1:{closed.getsockname()[1]}/song.wav"
-            result, key = collect(f, 4, [{"id": "song", "audio_url": url}])
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
+    host = f"127.0.0.1:{closed.getsockname()[1]}"
+    try:
+        with fleet(
+            redis_url, tmp_path / "artifacts", max_transient_retries=0, download_allow_hosts=[host]
+        ) as f:
+            result, key = collect(f, 4, [{"id": "song", "audio_url": f"http://{host}/song.wav"}])
             with pytest.raises(Exception, match="gave up after 0 retries"):
                 result.get(timeout=30)
-        finally:
-            closed.close()
-        entry = f.services.ledger.get(key)
-        assert entry is not None and entry.state is State.FAILED
-        assert entry.error_code == "artifact_download"
-        assert_step_released(f, key)
+            entry = f.services.ledger.get(key)
+            assert entry is not None and entry.state is State.FAILED
+            assert entry.error_code == "artifact_download"
+            assert_step_released(f, key)
+    finally:
+        closed.close()
 
 
 def test_a_wrong_content_type_ends_the_step_like_a_404(song_fleet: tuple[Fleet, str]) -> None:

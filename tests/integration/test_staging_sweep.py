@@ -101,6 +101,8 @@ def test_a_killed_download_is_swept_at_the_next_worker_start(
     }
     app.conf.update(broker_url=redis_url, result_backend=redis_url)
     with stalling_server() as (url, _):
+        # The stalling server is on loopback: allow exactly it (downloads refuse internal hosts).
+        env["PRODUCER_DOWNLOAD_ALLOW_HOSTS"] = url.removeprefix("http://")
         first = start_worker(env, tmp_path / "worker1.log")
         try:
             now = time.time()
