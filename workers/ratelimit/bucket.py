@@ -11,8 +11,11 @@ The algorithm, in four rules:
 
 * **Bucket.** Tokens refill at the *learned* ``rate`` up to ``burst``; a call of
   weight ``cost`` is granted when ``cost`` tokens are there, else it is told how
-  many milliseconds until they will be. Nothing is reserved for a caller that
-  must wait, so a caller that never comes back wastes nothing.
+  many milliseconds until its turn: the waiters form a virtual queue
+  (``queue_until``, the slot last given out), each told to come back one token
+  interval after the one before, so they do not return together and race for one
+  token. Nothing is reserved for a caller that must wait, so a caller that never
+  comes back wastes nothing (its token goes to whoever asks next).
 * **Decrease.** A throttle (429 or 504) multiplies the learned rate by
   ``decrease`` (at most once per *epoch*: replies to calls admitted before the
   last decrease do not count twice), empties the bucket and pauses every
@@ -142,8 +145,14 @@ def take(state: State, defaults: Limits, cost: float, now: float) -> tuple[bool,
         state["tokens"] = tokens - cost
         return True, 0
     state["tokens"] = tokens
-    wait_s = (start - now) + (cost - tokens) / current_rate(state, limits)
-    return False, max(1, math.ceil(wait_s * 1000.0))
+    rate = current_rate(state, limits)
+    # Each waiter gets its own slot, one token interval after the last one given out,
+    # so waiters told to wait come back one by one and find their token there
+    # instead of all returning at once to race for one (and all but one re-queue).
+    due = start + (cost - tokens) / rate
+    slot = max(due, field(state, "queue_until") + cost / rate)
+    state["queue_until"] = slot
+    return False, max(1, math.ceil((slot - now) * 1000.0))
 
 
 def accepted_rate(state: View, tuning: Tuning, now: float) -> float:

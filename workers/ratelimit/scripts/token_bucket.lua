@@ -27,7 +27,8 @@
 -- rate (learned tokens/s, absent = at the ceiling); tokens, ts (tokens at ts,
 -- epoch s); pause_until (epoch s); epoch (count of decreases); strikes
 -- (decreases since the last success); w_max (tokens/s accepted when last
--- throttled); acc, acc_ts (decaying success count and its time); inc_ts (last rise).
+-- throttled); acc, acc_ts (decaying success count and its time); inc_ts (last rise);
+-- queue_until (epoch s: the slot last given to a waiter).
 
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
@@ -80,8 +81,11 @@ local function take()
     return 1, 0
   end
   s.tokens = tokens
-  local wait_s = (start - now) + (c - tokens) / current_rate()
-  return 0, math.max(1, math.ceil(wait_s * 1000))
+  -- Each waiter gets its own slot, one token interval after the last one given out.
+  local due = start + (c - tokens) / current_rate()
+  local slot = math.max(due, f('queue_until') + c / current_rate())
+  s.queue_until = slot
+  return 0, math.max(1, math.ceil((slot - now) * 1000))
 end
 
 local function success()

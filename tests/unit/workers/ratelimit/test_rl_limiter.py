@@ -96,3 +96,8 @@ def test_defaults_come_from_settings() -> None:
     assert (defaults.submit.ceiling, defaults.submit.burst) == (2.5, 4)
     assert (defaults.poll.ceiling, defaults.poll.burst) == (0.5, 1.0)
     assert defaults.max_in_flight == 7
+
+
+def test_a_wait_for_a_token_is_its_own_slot_so_not_spread() -> None:
+    decision = Decision(granted=False, wait_ms=400, reason="rate")
+    assert decision.countdown_s(rng=lambda: 1.0) == pytest.approx(0.4)
