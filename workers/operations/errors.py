@@ -19,12 +19,17 @@ provider task never finished (deadline)                fails with ``deadline_exc
 artifact refused (non-http URL, too large, wrong       fails (``artifact_refused``)
 type, empty)
 artifact download interrupted                          retried like a network error
+Redis unreachable (restarting): ledger, limiter        retried like a network error
+(``redis_unavailable``)
 =====================================================  ==========================================
 """
 
 from __future__ import annotations
 
 import random
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producer_client import (
     APIConnectionError,
@@ -77,6 +82,9 @@ def classify(exc: BaseException) -> StepFailed | TransientError:
     if isinstance(exc, ArtifactError):
         kind = TransientError if exc.retryable else StepFailed
         return kind("artifact_download" if exc.retryable else "artifact_refused", str(exc))
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        # Redis restarting (ledger, limiter, broker): the step is fine, try it later.
+        return TransientError("redis_unavailable", str(exc))
     return StepFailed("internal_error", f"{type(exc).__name__}: {exc}")
 
 
