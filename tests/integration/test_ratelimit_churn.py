@@ -85,5 +85,7 @@ def test_waiting_steps_cost_few_broker_messages(redis_url: str, tmp_path: Path) 
     republished = counter.count - STEPS
     per_submission = republished / submissions
     print(f"re-publishes per submission: {per_submission:.2f} ({republished}/{submissions})")
-    print(f"emulator counters: {counters}")
+    print(f"provider 429s: {counters['rejected_429']['submit']}")
+    assert counters["submissions_total"] == STEPS
+    assert counters["submissions_duplicated"] == 0
     assert per_submission <= MAX_REPUBLISHES_PER_SUBMISSION

@@ -68,6 +68,16 @@ def test_waiters_are_given_slots_one_token_interval_apart(
         assert limiter.acquire("tok").granted, wait
 
 
+def test_a_slot_beyond_the_requeue_cap_is_told_but_not_kept(limiter: Limiter) -> None:
+    # Such a waiter comes back at the cap (30 s) and asks again: holding its slot
+    # would push every later waiter back for a slot nobody uses.
+    limiter.set_limits("tok", ceiling=1, burst=1)
+    assert limiter.acquire("tok").granted
+    waits = [limiter.acquire("tok").wait_ms for _ in range(32)]
+    assert waits[:30] == [1000 * (i + 1) for i in range(30)]
+    assert waits[30:] == [31_000, 31_000]
+
+
 def test_a_cost_above_the_burst_takes_a_full_bucket(limiter: Limiter, clock: FakeClock) -> None:
     assert limiter.acquire("tok", cost=50).granted
     assert limiter.acquire("tok", cost=50).wait_ms == 500
