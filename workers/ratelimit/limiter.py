@@ -118,6 +118,16 @@ class LimiterDefaults:
         return self.submit if endpoint is EndpointClass.SUBMIT else self.poll
 
 
+def tuning_for(settings: Settings) -> Tuning:
+    """The default tuning, with the queue horizon at the workers' real re-queue cap.
+
+    A step's countdown is capped at :data:`MAX_REQUEUE_COUNTDOWN_S` and at half the
+    visibility timeout (``workers/tasks/base.py``): a slot beyond that is never used.
+    """
+    horizon = min(MAX_REQUEUE_COUNTDOWN_S, settings.visibility_timeout_s / 2)
+    return Tuning(queue_horizon_s=horizon)
+
+
 class Limiter:
     """One adaptive limit per (token, endpoint class) plus an in-flight cap per token."""
 
