@@ -36,6 +36,9 @@ every visibility / 5 s                             workers only every 10 x 10 s 
                                                    ``.get()``); a day covers a long batch
 ``task_track_started``                             STARTED is visible to ``status`` commands
 ``broker_connection_retry_on_startup``             a worker waits for Redis instead of dying
+``broker_transport`` = :mod:`workers.broker`         kombu's Redis transport, patched so a
+(Redis brokers only)                               worker rides out a Redis restart (an
+                                                   upstream fault, see that module)
 ``worker_cancel_long_running_tasks_on_connection_loss``  a task whose ack was lost with the
                                                    connection is redelivered anyway; cancel it
 ``producer_app = True``                            marks an app built here: a task sent from
@@ -60,6 +63,7 @@ from typing import Any, NoReturn
 import structlog
 from celery import Celery, Task, signals
 
+from workers.broker import transport_for
 from workers.logging import (
     bind_task_context,
     clear_task_context,
@@ -107,8 +111,10 @@ _logging_options: dict[str, Any] = {"json": None, "level": "INFO"}
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Return the Celery configuration for ``settings`` (see the module docstring)."""
+    broker_url = settings.broker_url or settings.redis_url
     return {
-        "broker_url": settings.broker_url or settings.redis_url,
+        "broker_url": broker_url,
+        "broker_transport": transport_for(broker_url),
         "result_backend": settings.redis_url,
         "task_serializer": "json",
         "result_serializer": "json",

@@ -19,7 +19,7 @@ import redis
 from producer_client import Producer
 from workers.completion.continuations import ContinuationStore
 from workers.ledger import Ledger
-from workers.ratelimit import Limiter, LimiterDefaults, RedisBackend, token_id_for
+from workers.ratelimit import Limiter, LimiterDefaults, RedisBackend, token_id_for, tuning_for
 from workers.settings import Settings, get_settings
 from workers.storage import ArtifactStore
 from workers.storage.urlguard import guarded_client
@@ -76,7 +76,11 @@ def build_services(settings: Settings) -> Services:
             timeout_s=settings.http_timeout_s,
             max_retries=0,
         ),
-        limiter=Limiter(RedisBackend(client), defaults=LimiterDefaults.from_settings(settings)),
+        limiter=Limiter(
+            RedisBackend(client),
+            defaults=LimiterDefaults.from_settings(settings),
+            tuning=tuning_for(settings),
+        ),
         ledger=Ledger(client),
         store=ArtifactStore.from_settings(settings),
         continuations=ContinuationStore(client),

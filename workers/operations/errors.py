@@ -21,6 +21,8 @@ type, empty)
 artifact download interrupted                          retried like a network error
 a provider reply we cannot use (an item id that is     fails (``bad_provider_reply``)
 not a safe storage key)
+Redis unreachable (restarting): ledger, limiter        retried like a network error
+(``redis_unavailable``)
 =====================================================  ==========================================
 
 Every permanent failure of ``collect`` ends the step completely: ledger ``failed``
@@ -31,6 +33,9 @@ finished, the objects this step stored deleted (:mod:`workers.operations.collect
 from __future__ import annotations
 
 import random
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producer_client import (
     APIConnectionError,
@@ -90,6 +95,9 @@ def classify(exc: BaseException) -> StepFailed | TransientError:
     if isinstance(exc, ArtifactError):
         kind = TransientError if exc.retryable else StepFailed
         return kind("artifact_download" if exc.retryable else "artifact_refused", str(exc))
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        # Redis restarting (ledger, limiter, broker): the step is fine, try it later.
+        return TransientError("redis_unavailable", str(exc))
     return StepFailed("internal_error", f"{type(exc).__name__}: {exc}")
 
 

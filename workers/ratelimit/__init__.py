@@ -22,6 +22,7 @@ from workers.ratelimit.limiter import (
     LimiterDefaults,
     endpoint_class_for,
     token_id_for,
+    tuning_for,
 )
 from workers.ratelimit.memory import FakeClock, MemoryBackend
 from workers.ratelimit.redis_backend import RedisBackend
@@ -42,4 +43,5 @@ __all__ = [
     "Tuning",
     "endpoint_class_for",
     "token_id_for",
+    "tuning_for",
 ]

@@ -11,8 +11,11 @@ The algorithm, in four rules:
 
 * **Bucket.** Tokens refill at the *learned* ``rate`` up to ``burst``; a call of
   weight ``cost`` is granted when ``cost`` tokens are there, else it is told how
-  many milliseconds until they will be. Nothing is reserved for a caller that
-  must wait, so a caller that never comes back wastes nothing.
+  many milliseconds until its turn: the waiters form a virtual queue
+  (``queue_until``, the slot last given out), each told to come back one token
+  interval after the one before, so they do not return together and race for one
+  token. Nothing is reserved for a caller that must wait, so a caller that never
+  comes back wastes nothing (its token goes to whoever asks next).
 * **Decrease.** A throttle (429 or 504) multiplies the learned rate by
   ``decrease`` (at most once per *epoch*: replies to calls admitted before the
   last decrease do not count twice), empties the bucket and pauses every
@@ -34,6 +37,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+
+from workers.constants import MAX_REQUEUE_COUNTDOWN_S
 
 State = MutableMapping[str, float]
 """Bucket fields, all numbers; absent fields take their initial value (see :func:`field`)."""
@@ -66,6 +71,10 @@ class Tuning:
     max_backoff_s: float = 16.0
     window_s: float = 10.0
     min_rate_fraction: float = 0.01
+    queue_horizon_s: float = MAX_REQUEUE_COUNTDOWN_S
+    """A waiter told to come back later than this (the re-queue cap) comes back early
+    and asks again, so it is not given a slot: a slot it would not use would push
+    every later waiter back."""
 
     def scaled(self, factor: float) -> Tuning:
         """The same tuning with every duration divided by ``factor`` (rates times ``factor``)."""
@@ -78,6 +87,7 @@ class Tuning:
             max_backoff_s=self.max_backoff_s / factor,
             window_s=self.window_s / factor,
             min_rate_fraction=self.min_rate_fraction,
+            queue_horizon_s=self.queue_horizon_s,
         )
 
     def as_args(self) -> list[float]:
@@ -91,6 +101,7 @@ class Tuning:
             self.max_backoff_s,
             self.window_s,
             self.min_rate_fraction,
+            self.queue_horizon_s,
         ]
 
 
@@ -128,10 +139,17 @@ def tokens_at(state: View, limits: Limits, now: float) -> float:
     return min(limits.burst, field(state, "tokens") + elapsed * current_rate(state, limits))
 
 
-def take(state: State, defaults: Limits, cost: float, now: float) -> tuple[bool, int]:
-    """Grant ``cost`` tokens or say how long until they exist: ``(granted, wait_ms)``.
+def take(
+    state: State,
+    defaults: Limits,
+    cost: float,
+    now: float,
+    horizon_s: float = MAX_REQUEUE_COUNTDOWN_S,
+) -> tuple[bool, int]:
+    """Grant ``cost`` tokens or give the caller its slot: ``(granted, wait_ms)``.
 
-    A cost above the burst is charged as a full bucket, so it can still pass.
+    A cost above the burst is charged as a full bucket, so it can still pass. A slot
+    further than ``horizon_s`` away is told but not kept (see :class:`Tuning`).
     """
     limits = limits_of(state, defaults)
     cost = min(cost, limits.burst)
@@ -142,8 +160,15 @@ def take(state: State, defaults: Limits, cost: float, now: float) -> tuple[bool,
         state["tokens"] = tokens - cost
         return True, 0
     state["tokens"] = tokens
-    wait_s = (start - now) + (cost - tokens) / current_rate(state, limits)
-    return False, max(1, math.ceil(wait_s * 1000.0))
+    rate = current_rate(state, limits)
+    # Each waiter gets its own slot, one token interval after the last one given out,
+    # so waiters told to wait come back one by one and find their token there
+    # instead of all returning at once to race for one (and all but one re-queue).
+    due = start + (cost - tokens) / rate
+    slot = max(due, field(state, "queue_until") + cost / rate)
+    if slot - now <= horizon_s:
+        state["queue_until"] = slot
+    return False, max(1, math.ceil((slot - now) * 1000.0))
 
 
 def accepted_rate(state: View, tuning: Tuning, now: float) -> float:

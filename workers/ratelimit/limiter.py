@@ -42,6 +42,7 @@ RESET_FIELDS = (
     "acc",
     "acc_ts",
     "inc_ts",
+    "queue_until",
 )
 """Everything ``reset`` forgets; ``epoch`` stays so late replies remain recognisably stale."""
 
@@ -78,14 +79,19 @@ class Decision:
     def countdown_s(
         self,
         cap_s: float = MAX_REQUEUE_COUNTDOWN_S,
-        jitter: float = REQUEUE_JITTER_FRACTION,
+        jitter: float | None = None,
         rng: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to re-queue a waiting task for: the wait, spread by ``jitter``, capped.
 
-        The spread keeps tasks told the same wait from all coming back at the
-        same instant to race for one token; the cap keeps ETA messages short.
+        A wait for a token is the waiter's own slot in the bucket's queue: it is
+        already apart from the others', so it gets no spread by default (coming back
+        late would only let tokens pile up to the burst and be lost). Other waits
+        (the in-flight cap) are spread by :data:`REQUEUE_JITTER_FRACTION`, so tasks
+        told the same wait do not all come back at once. The cap keeps ETAs short.
         """
+        if jitter is None:
+            jitter = 0.0 if self.reason == "rate" else REQUEUE_JITTER_FRACTION
         return min(cap_s, self.wait_s * (1.0 + jitter * rng()))
 
 
@@ -110,6 +116,16 @@ class LimiterDefaults:
     def limits(self, endpoint: EndpointClass) -> Limits:
         """Default limits of one endpoint class."""
         return self.submit if endpoint is EndpointClass.SUBMIT else self.poll
+
+
+def tuning_for(settings: Settings) -> Tuning:
+    """The default tuning, with the queue horizon at the workers' real re-queue cap.
+
+    A step's countdown is capped at :data:`MAX_REQUEUE_COUNTDOWN_S` and at half the
+    visibility timeout (``workers/tasks/base.py``): a slot beyond that is never used.
+    """
+    horizon = min(MAX_REQUEUE_COUNTDOWN_S, settings.visibility_timeout_s / 2)
+    return Tuning(queue_horizon_s=horizon)
 
 
 class Limiter:

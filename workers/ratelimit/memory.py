@@ -81,7 +81,9 @@ class MemoryBackend:
     @staticmethod
     def _run(state: dict[str, float], call: BucketCall, now: float) -> tuple[int, int]:
         if call.op == "take":
-            granted, wait_ms = bucket.take(state, call.defaults, call.cost, now)
+            granted, wait_ms = bucket.take(
+                state, call.defaults, call.cost, now, call.tuning.queue_horizon_s
+            )
             return int(granted), wait_ms
         if call.op == "success":
             bucket.on_success(state, call.defaults, call.tuning, now, call.cost)

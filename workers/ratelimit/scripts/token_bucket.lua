@@ -10,9 +10,10 @@
 -- ARGV[4]  default burst, tokens (used when the hash holds no "burst" override)
 -- ARGV[5]  retry_after, seconds, for "throttle"; -1 = the provider sent none
 -- ARGV[6]  epoch the throttled call was admitted in; -1 = unknown
--- ARGV[7..14]  tuning: decrease (factor), recovery (s), probe band (fraction),
+-- ARGV[7..15]  tuning: decrease (factor), recovery (s), probe band (fraction),
 --          probe slowdown (factor), backoff (s), max backoff (s), window (s),
---          min rate (fraction of the ceiling)
+--          min rate (fraction of the ceiling), queue horizon (s: a waiter's slot
+--          further away than this is told but not kept)
 --
 -- Clock: Redis TIME, in seconds with microsecond resolution. Never the worker's.
 --
@@ -27,7 +28,8 @@
 -- rate (learned tokens/s, absent = at the ceiling); tokens, ts (tokens at ts,
 -- epoch s); pause_until (epoch s); epoch (count of decreases); strikes
 -- (decreases since the last success); w_max (tokens/s accepted when last
--- throttled); acc, acc_ts (decaying success count and its time); inc_ts (last rise).
+-- throttled); acc, acc_ts (decaying success count and its time); inc_ts (last rise);
+-- queue_until (epoch s: the slot last given to a waiter).
 
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
@@ -40,6 +42,7 @@ local decrease, recovery_s = tonumber(ARGV[7]), tonumber(ARGV[8])
 local probe_band, probe_slowdown = tonumber(ARGV[9]), tonumber(ARGV[10])
 local backoff_s, max_backoff_s = tonumber(ARGV[11]), tonumber(ARGV[12])
 local window_s, min_rate_fraction = tonumber(ARGV[13]), tonumber(ARGV[14])
+local queue_horizon_s = tonumber(ARGV[15])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -80,8 +83,11 @@ local function take()
     return 1, 0
   end
   s.tokens = tokens
-  local wait_s = (start - now) + (c - tokens) / current_rate()
-  return 0, math.max(1, math.ceil(wait_s * 1000))
+  -- Each waiter gets its own slot, one token interval after the last one given out.
+  local due = start + (c - tokens) / current_rate()
+  local slot = math.max(due, f('queue_until') + c / current_rate())
+  if slot - now <= queue_horizon_s then s.queue_until = slot end
+  return 0, math.max(1, math.ceil((slot - now) * 1000))
 end
 
 local function success()

@@ -49,9 +49,33 @@ def test_weighted_cost_spends_several_tokens(limiter: Limiter, clock: FakeClock)
     assert not limiter.acquire("tok", cost=3).granted
     assert limiter.acquire("tok", cost=2).granted
     decision = limiter.acquire("tok", cost=2.5)
-    assert decision.wait_ms == 250
-    clock.advance(0.25)
+    # Its tokens exist in 250 ms, but the waiter before it holds the slot at 100 ms:
+    # it queues one interval of its own cost (250 ms) behind that slot.
+    assert decision.wait_ms == 350
+    clock.advance(0.35)
     assert limiter.acquire("tok", cost=2.5).granted
+
+
+def test_waiters_are_given_slots_one_token_interval_apart(
+    limiter: Limiter, clock: FakeClock
+) -> None:
+    limiter.set_limits("tok", ceiling=4, burst=1)
+    assert limiter.acquire("tok").granted
+    waits = [limiter.acquire("tok").wait_ms for _ in range(4)]
+    assert waits == [250, 500, 750, 1000]
+    for wait in waits:  # each comes back at its slot and finds its token there
+        clock.advance(0.25)
+        assert limiter.acquire("tok").granted, wait
+
+
+def test_a_slot_beyond_the_requeue_cap_is_told_but_not_kept(limiter: Limiter) -> None:
+    # Such a waiter comes back at the cap (30 s) and asks again: holding its slot
+    # would push every later waiter back for a slot nobody uses.
+    limiter.set_limits("tok", ceiling=1, burst=1)
+    assert limiter.acquire("tok").granted
+    waits = [limiter.acquire("tok").wait_ms for _ in range(32)]
+    assert waits[:30] == [1000 * (i + 1) for i in range(30)]
+    assert waits[30:] == [31_000, 31_000]
 
 
 def test_a_cost_above_the_burst_takes_a_full_bucket(limiter: Limiter, clock: FakeClock) -> None:
@@ -188,7 +212,8 @@ def test_a_lowered_ceiling_applies_at_once_and_resets_the_learned_rate(
     assert set(status.overrides) == {"ceiling", "burst"}
     clock.advance(10)
     assert grants(limiter, 5) == 2
-    assert limiter.acquire("tok").wait_ms == 250
+    # Three waiters were given the slots at 250, 500 and 750 ms: the next is fourth.
+    assert limiter.acquire("tok").wait_ms == 1000
 
 
 def test_the_learned_rate_can_be_set_below_the_ceiling(limiter: Limiter) -> None:

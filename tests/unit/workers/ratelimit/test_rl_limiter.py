@@ -14,6 +14,7 @@ from workers.ratelimit import (
     LimiterDefaults,
     endpoint_class_for,
     token_id_for,
+    tuning_for,
 )
 from workers.settings import Settings
 
@@ -96,3 +97,14 @@ def test_defaults_come_from_settings() -> None:
     assert (defaults.submit.ceiling, defaults.submit.burst) == (2.5, 4)
     assert (defaults.poll.ceiling, defaults.poll.burst) == (0.5, 1.0)
     assert defaults.max_in_flight == 7
+
+
+def test_a_wait_for_a_token_is_its_own_slot_so_not_spread() -> None:
+    decision = Decision(granted=False, wait_ms=400, reason="rate")
+    assert decision.countdown_s(rng=lambda: 1.0) == pytest.approx(0.4)
+
+
+def test_the_queue_horizon_is_the_workers_requeue_cap() -> None:
+    # Countdowns are capped at 30 s and at half the visibility timeout (tasks/base.py).
+    assert tuning_for(Settings(visibility_timeout_s=8)).queue_horizon_s == 4.0
+    assert tuning_for(Settings(visibility_timeout_s=1800)).queue_horizon_s == 30.0
