@@ -25,7 +25,7 @@ from pipelines.spend.guard import Paid, SpendGuard, StepCharge
 from pipelines.spend.prices import PriceTable
 from workers.ledger import LedgerEntry, State
 
-__all__ = ["charges", "settle_all_pending", "settle_pending", "settle_rows"]
+__all__ = ["charges", "settle_all_pending", "settle_ended_row", "settle_pending", "settle_rows"]
 
 _AT_PROVIDER = (State.RESERVED, State.SUBMITTED)
 
@@ -69,6 +69,25 @@ def settle_rows(client: redis.Redis, batch_id: str, ended: list[Held], prices: P
     for held in ended:
         entries = ledger_entries(client, row_step_keys(batch_id, held.row, plan))
         guard.settle_steps(batch_id, held.spend_key, charges(held.row, plan, entries, prices))
+
+
+def settle_ended_row(
+    client: redis.Redis, batch_id: str, row: int, held: Held | None, prices: PriceTable
+) -> None:
+    """Settle a row that just ended: its admission's hold, or, with none, its steps alone.
+
+    A row can end under no open admission: after a crash and a resume, the crashed
+    run's canvas may still be in the broker and finish the row first (the resume had
+    settled that admission while the rest of its steps were still queued). Its steps
+    were paid all the same, so they are counted here (as spend above any hold).
+    """
+    if held is not None:
+        settle_rows(client, batch_id, [held], prices)
+        return
+    plan = _plan(client, batch_id)
+    if plan is not None:
+        entries = ledger_entries(client, row_step_keys(batch_id, row, plan))
+        SpendGuard(client).settle_steps(batch_id, "", charges(row, plan, entries, prices))
 
 
 def settle_pending(client: redis.Redis, batch_id: str) -> int:

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from pipelines.batches.failures import failure_of
 from pipelines.batches.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, Feeder
-from pipelines.batches.settle import settle_rows
+from pipelines.batches.settle import settle_ended_row
 from pipelines.batches.state import BatchInfo, BatchState
 from pipelines.spend.prices import PriceTable
 from workers.app import ProducerTask
@@ -119,8 +119,8 @@ def _record_failure_bare(
         plan = BatchInfo.from_record(record).plan if record is not None else []
         failure = failure_of(client, batch_id, row, plan, exc)
         recorded, held = state.finish(batch_id, row, failure=failure)
-        if held is not None:
-            settle_rows(client, batch_id, [held], PriceTable.load(get_settings().prices_file))
+        prices = PriceTable.load(get_settings().prices_file)
+        settle_ended_row(client, batch_id, row, held, prices)
     finally:
         client.close()
     log.error(
