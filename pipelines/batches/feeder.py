@@ -39,7 +39,7 @@ from celery.canvas import Signature
 
 from pipelines.batches.admission import Admission, NotAdmitted
 from pipelines.batches.ledger_reads import ledger_entries, row_step_keys
-from pipelines.batches.settle import settle_rows
+from pipelines.batches.settle import settle_all_pending, settle_ended_row, settle_rows
 from pipelines.batches.stale import requeue_stale
 from pipelines.batches.state import BatchInfo, BatchState, record_key
 from pipelines.constants import BATCH_DEFER_S, BATCH_PAUSE_RETRY_S, BATCH_WINDOW_PER_SLOT
@@ -227,6 +227,9 @@ class Feeder:
                     next_reap = time.monotonic() + stale_after_s / 4
                     if requeued := requeue_stale(self, stale_after_s):
                         log.warning("batch_rows_requeued", rows=requeued)
+                # Steps held while at the provider (their row ended first) are counted
+                # once they land: the caps see every paid step within a round.
+                settle_all_pending(self.state.redis)
                 admitted = self.feed_once()
             except Exception:  # keep feeding: the next round retries (Redis down, a bug)
                 log.exception("feed_round_failed")
@@ -237,8 +240,7 @@ class Feeder:
     def row_ended(self, batch_id: str, row: int, failure: Mapping[str, str] | None = None) -> bool:
         """Record a row's end once, settle its spend, feed the next; False if already known."""
         recorded, held = self.state.finish(batch_id, row, failure=failure)
-        if held is not None:
-            settle_rows(self.state.redis, batch_id, [held], self.prices)
+        settle_ended_row(self.state.redis, batch_id, row, held, self.prices)
         if recorded:
             self.feed_once()
         return recorded

@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from pipelines.batches.settle import settle_pending
 from pipelines.batches.state import STATES, BatchState
 from pipelines.spend.guard import SpendGuard
 
@@ -71,6 +72,7 @@ def batch_status(
     counts = counts_of(record)
     rate = throughput_per_min(state.finished_per_minute(batch_id), record, now)
     left = counts["pending"] + counts["running"]
+    settle_pending(client, batch_id)  # steps that landed after their row ended count now
     spend = SpendGuard(client).status(batch_id)
     started, finished = _float(record, "started_at"), _float(record, "finished_at")
     return {

@@ -18,16 +18,19 @@ import os
 import threading
 from typing import Any
 
+import redis
 import structlog
 from celery import Celery, Task, current_app, shared_task
 from redis.exceptions import RedisError
 
 from pipelines.batches.failures import failure_of
 from pipelines.batches.feeder import ROW_DONE_TASK, ROW_FAILED_TASK, Feeder
-from pipelines.batches.state import BatchInfo
+from pipelines.batches.settle import settle_ended_row
+from pipelines.batches.state import BatchInfo, BatchState
 from pipelines.spend.prices import PriceTable
 from workers.app import ProducerTask
 from workers.runtime import Services, get_services
+from workers.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +87,12 @@ def _row_failed(
 ) -> bool:
     """A step of the row failed for good: record the failure (step, code, message) once."""
     del request, traceback
-    feeder = process_feeder()
+    try:
+        feeder = process_feeder()
+    except Exception as services_error:
+        # The services could not be built (e.g. no API token): the step failed for the
+        # same reason. The row must still end, or it stays `running` for ever.
+        return _record_failure_bare(batch_id, row, attempt, exc, services_error)
     info = feeder.info(batch_id)
     plan: list[tuple[str, str]] = info.plan if isinstance(info, BatchInfo) else []
     failure = failure_of(feeder.state.redis, batch_id, row, plan, exc)
@@ -95,6 +103,33 @@ def _row_failed(
         row=row,
         attempt=attempt,
         recorded=recorded,
+        **failure,
+    )
+    return recorded
+
+
+def _record_failure_bare(
+    batch_id: str, row: int, attempt: int, exc: Any, services_error: Exception
+) -> bool:
+    """End a failed row with Redis alone (this worker's result backend), no services."""
+    client = redis.Redis.from_url(current_app._get_current_object().conf.result_backend)
+    try:
+        state = BatchState(client)
+        record = state.record(batch_id)
+        plan = BatchInfo.from_record(record).plan if record is not None else []
+        failure = failure_of(client, batch_id, row, plan, exc)
+        recorded, held = state.finish(batch_id, row, failure=failure)
+        prices = PriceTable.load(get_settings().prices_file)
+        settle_ended_row(client, batch_id, row, held, prices)
+    finally:
+        client.close()
+    log.error(
+        "batch_row_failed",
+        batch_id=batch_id,
+        row=row,
+        attempt=attempt,
+        recorded=recorded,
+        services_error=f"{type(services_error).__name__}: {services_error}",
         **failure,
     )
     return recorded

@@ -77,6 +77,7 @@ def run(
         config = config.model_copy(update={"storage_url": f"file://{out.resolve()}"})
     spec = load_pipeline(pipeline, pipelines or config.pipelines_file)
     cap = parse_spend(max_spend, config)
+    _refuse_resume_on_a_fresh_emulator(config, resume or batch_id)
     with (
         _interrupts(),
         local_stack(config, time_scale=time_scale, concurrency=concurrency) as stack,
@@ -101,6 +102,36 @@ def run(
     _summary(final, written, stack.services.store.url, report.rejected)
     ok = final["counts"]["done"] == final["rows"] and not report.rejected
     raise typer.Exit(0 if ok else 1)
+
+
+def _refuse_resume_on_a_fresh_emulator(config: Any, batch_id: str | None) -> None:
+    """Refuse (exit 2, nothing written) to carry on a batch against a new emulator.
+
+    Without ``PRODUCER_API_TOKEN`` the stack starts an emulator in this process: it has
+    never heard of the earlier run's tasks and songs, so their steps would fail
+    (``audio_id ... not found``) or wait for ever. Why refuse rather than keep the
+    emulator's state: docs/batches.md, "Resuming a local run".
+    """
+    if config.api_token is not None or not config.redis_url or not batch_id:
+        return
+    import redis
+
+    from pipelines.batches.state import BatchState
+
+    client = redis.Redis.from_url(config.redis_url)
+    try:
+        exists = BatchState(client).record(batch_id) is not None
+    finally:
+        client.close()
+    if exists:
+        raise fail(
+            f"batch {batch_id} exists, but PRODUCER_API_TOKEN is not set, so this run would "
+            "start a new local emulator that has never heard of the batch's earlier tasks "
+            "and songs (its steps would fail or wait for ever). Resume it against a lasting "
+            "API: start `producer-batch emulator` (or use the real API), set "
+            "PRODUCER_API_TOKEN and PRODUCER_BASE_URL, and run the same command again; or "
+            "start a new batch under a new --batch-id. Nothing was written."
+        )
 
 
 @contextmanager

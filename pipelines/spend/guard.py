@@ -5,9 +5,14 @@ it is counted before it is spent. The protocol of a row (the feeder drives it)::
 
     reserve(batch, row key, estimate)   before any submission of the row; refused
                                         (batch_cap | global_cap) -> the batch pauses
-    settle(batch, row key, actual=...)  when the row ends: the cost of the calls that
-                                        succeeded (<= the estimate); the rest goes back
-    release(batch, row key)             the row ended with nothing paid
+    settle_steps(batch, row key, steps) when the row's admission ends (done, failed,
+                                        cancelled, deferred, stale): each paid step is
+                                        counted once per step key, whichever admission
+                                        ends; a step still at the provider keeps a hold
+                                        of its price (the batch's *pending* steps) until
+                                        a later settle_steps sees it land; the rest of
+                                        the row's hold goes back
+    release(batch, row key)             the row was never started (nothing paid)
 
 :meth:`SpendGuard.reserve` runs ``scripts/spend.lua``: one atomic script
 over the batch's counters and the fleet's, so ``spent + reserved <= cap`` holds for
@@ -19,7 +24,9 @@ micro-units of the price table's currency, so sums are exact)::
 
     producer:spend:batch:<batch_id>        hash  spent, reserved, overrun, cap, refused
     producer:spend:batch:<batch_id>:holds  hash  key -> h<micro> | s<micro> | r
+    producer:spend:batch:<batch_id>:pending set  step keys held while at the provider
     producer:spend:global                  hash  spent, reserved, overrun, cap (runtime)
+    producer:spend:pending                 set   totals keys of batches with pending steps
 
 Prices are in :mod:`pipelines.spend.prices`, dry-run estimates in
 :mod:`pipelines.spend.estimate`. More in ``docs/spend.md``.
@@ -29,16 +36,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import redis
 
-from pipelines.constants import SPEND_GLOBAL_KEY, SPEND_PREFIX
+from pipelines.constants import SPEND_GLOBAL_KEY, SPEND_PENDING_KEY, SPEND_PREFIX
 from pipelines.spend.prices import from_micro, to_micro
 from workers._redis import register_scripts
 from workers.logging import get_logger
 
-__all__ = ["SpendDecision", "SpendGuard", "SpendStatus", "batch_key", "holds_key"]
+__all__ = [
+    "Paid",
+    "SpendDecision",
+    "SpendGuard",
+    "SpendStatus",
+    "StepCharge",
+    "batch_key",
+    "holds_key",
+    "pending_key",
+]
 
 
 log = get_logger(__name__)
@@ -74,6 +91,22 @@ class SpendStatus:
         if self.cap is None:
             return None
         return max(0.0, from_micro(to_micro(self.cap) - to_micro(self.spent + self.reserved)))
+
+
+class Paid(StrEnum):
+    """Whether the provider bills a step, as far as the ledger knows."""
+
+    YES = "p"  # it finished successfully: billed, counted once
+    PENDING = "f"  # at the provider: it may still be billed, so its price stays held
+    NO = "u"  # failed or never submitted: not billed
+
+
+class StepCharge(NamedTuple):
+    """One step of a row for :meth:`SpendGuard.settle_steps`."""
+
+    key: str  # unique per (row, step) in the batch: the unit of counting once
+    paid: Paid
+    amount: float  # the step's price
 
 
 class _Reply(NamedTuple):
@@ -117,6 +150,11 @@ def batch_key(batch_id: str) -> str:
 def holds_key(batch_id: str) -> str:
     """The reservations hash of a batch (one field per key)."""
     return f"{SPEND_PREFIX}batch:{batch_id}:holds"
+
+
+def pending_key(batch_id: str) -> str:
+    """The set of a batch's step keys held while their step is at the provider."""
+    return f"{SPEND_PREFIX}batch:{batch_id}:pending"
 
 
 class SpendGuard:
@@ -176,6 +214,34 @@ class SpendGuard:
                 overrun=from_micro(reply.overrun),
             )
 
+    def settle_steps(self, batch_id: str, key: str, steps: Sequence[StepCharge]) -> None:
+        """End the hold of admission ``key`` with what its row's steps cost; idempotent.
+
+        Each paid step is counted once per step key whichever admission (an earlier
+        one, a resume, a cancel) settles it; a step still at the provider keeps its
+        price held and joins the batch's pending steps, settled by a later call (``key``
+        may be "" for that: :meth:`pending`); the rest of the hold goes back.
+        """
+        args: list[str | int] = []
+        for step in steps:
+            args += [step.key, step.paid.value, to_micro(step.amount)]
+        reply = self._run("steps", batch_id, key, 0, -1, -1, args)
+        if reply.overrun:
+            log.warning(
+                "spend_overrun", batch_id=batch_id, key=key, overrun=from_micro(reply.overrun)
+            )
+
+    def pending(self, batch_id: str) -> list[str]:
+        """The step keys of ``batch_id`` whose price is held while they are at the provider."""
+        return sorted(_text(k) for k in self._client.smembers(pending_key(batch_id)))
+
+    def pending_batches(self) -> list[str]:
+        """The batches that have a step held while it is at the provider."""
+        prefix = batch_key("")
+        return sorted(
+            _text(k).removeprefix(prefix) for k in self._client.smembers(SPEND_PENDING_KEY)
+        )
+
     def release(self, batch_id: str, key: str) -> None:
         """Drop the hold of ``key`` without spend; idempotent (a settled key stays settled)."""
         self._run("release", batch_id, key, 0, -1, -1)
@@ -207,9 +273,22 @@ class SpendGuard:
         return None if raw is None else from_micro(int(_text(raw)))
 
     def _run(
-        self, op: str, batch_id: str, key: str, amount: int, batch_cap: int, global_cap: int
+        self,
+        op: str,
+        batch_id: str,
+        key: str,
+        amount: int,
+        batch_cap: int,
+        global_cap: int,
+        extra: Sequence[str | int] = (),
     ) -> _Reply:
-        keys = [batch_key(batch_id), holds_key(batch_id), SPEND_GLOBAL_KEY]
-        raw = self._script(keys=keys, args=[op, key, amount, batch_cap, global_cap])
+        keys = [
+            batch_key(batch_id),
+            holds_key(batch_id),
+            SPEND_GLOBAL_KEY,
+            pending_key(batch_id),
+            SPEND_PENDING_KEY,
+        ]
+        raw = self._script(keys=keys, args=[op, key, amount, batch_cap, global_cap, *extra])
         code, reason, *counters, overrun = raw
         return _Reply(int(code), _text(reason), tuple(int(c) for c in counters), int(overrun))

@@ -18,9 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from pipelines.batches.state import BatchState
+from pipelines.batches.status import batch_status
+from pipelines.spend.prices import PriceTable
 from producer_emulator import EmulatorConfig, EmulatorServer
 from workers.storage.urlguard import allow_entry_for
 
@@ -122,6 +125,11 @@ def test_a_killed_run_resumes_and_pays_each_step_once(redis_url: str, tmp_path: 
     assert set(counters["submissions_by_fingerprint"].values()) == {1}
     record = state.record(BATCH) or {}
     assert (record["status"], record["done"], record["failed"]) == ("finished", str(rows), "0")
+    # Every paid step counted once (issue 9 item 8: 4.32 USD were paid, status said 3.92).
+    prices = PriceTable.load()
+    spend = (batch_status(client, BATCH) or {})["spend"]
+    assert spend["spent"] == pytest.approx(rows * sum(prices.call_cost(s) for s in STEPS))
+    assert spend["reserved"] == pytest.approx(0)
     lines = [json.loads(line) for line in (out / BATCH / "manifest.jsonl").open()]
     assert sorted((line["row"], line["step"]) for line in lines) == sorted(
         (row, step) for row in range(1, rows + 1) for step in STEPS

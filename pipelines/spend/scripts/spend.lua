@@ -4,15 +4,26 @@
 -- KEYS[1]  batch totals hash   producer:spend:batch:<batch_id>
 -- KEYS[2]  batch holds hash    producer:spend:batch:<batch_id>:holds
 -- KEYS[3]  fleet totals hash   producer:spend:global
+-- KEYS[4]  batch pending set   producer:spend:batch:<batch_id>:pending (step keys
+--          held while their step is at the provider, settled when it lands)
+-- KEYS[5]  fleet pending set   producer:spend:pending (the KEYS[1] of every batch
+--          with a pending step)
 --
--- ARGV[1]  op: "reserve" | "settle" | "release" | "forget" (releases every hold of
---          the batch, then deletes KEYS[1] and KEYS[2]; the fleet keeps its spend)
+-- ARGV[1]  op: "reserve" | "settle" | "release" | "steps" | "forget" (releases every
+--          hold of the batch, then deletes KEYS[1], KEYS[2] and KEYS[4]; the fleet
+--          keeps its spend)
 -- ARGV[2]  hold key (a row of the batch): the unit of idempotence
 -- ARGV[3]  amount, micro-units, integer >= 0: reserve = the estimate,
 --          settle = the actual spend, release = ignored
 -- ARGV[4]  batch cap, micro-units; -1 = none (reserve only; kept in KEYS[1] "cap")
 -- ARGV[5]  default global cap, micro-units; -1 = none. A "cap" field in KEYS[3]
 --          (set at runtime) wins over it.
+-- ARGV[6..] "steps" only: triples (step key, what, micro) of one row's steps, what =
+--          "p" paid (counted once per step key, ever; a held step at its held
+--          price), "f" at the provider (held
+--          until it lands: the provider may still bill it), "u" not paid (a step
+--          hold is released). ARGV[2] is the row's admission hold, released (marked
+--          settled with what this call counted), or "" to settle pending steps only.
 --
 -- Units: every amount is an integer number of micro-units (1e-6) of the price
 -- table's currency (USD or credits). Integers add exactly, so a cap compares
@@ -33,6 +44,7 @@
 --   caps -1 = none; overrun = micro-units this settle went above its hold.
 
 local batch, holds, fleet = KEYS[1], KEYS[2], KEYS[3]
+local pending, fleet_pending = KEYS[4], KEYS[5]
 local op, key = ARGV[1], ARGV[2]
 local amount = tonumber(ARGV[3])
 local batch_cap, default_global_cap = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -115,12 +127,63 @@ local function release()
   return 1, ''
 end
 
+-- A row's steps, each counted once whichever admission, cancel or resume settles it.
+local function steps()
+  local charged, credited, row_held = 0, 0, 0
+  for i = 6, #ARGV, 3 do
+    local step, what, micro = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    local raw = redis.call('HGET', holds, step)
+    local kind = raw and string.sub(raw, 1, 1)
+    local held = (kind == 'h') and tonumber(string.sub(raw, 2)) or 0
+    if what == 'p' and kind ~= 's' then
+      -- A held step is counted at the price it was held at (no price table needed).
+      if kind == 'h' then micro = held end
+      for _, hash in ipairs({batch, fleet}) do
+        add(hash, 'reserved', -held)
+        add(hash, 'spent', micro)
+      end
+      charged, credited = charged + micro, credited + held
+      redis.call('HSET', holds, step, 's' .. string.format('%d', micro))
+      redis.call('SREM', pending, step)
+    elseif what == 'f' and kind ~= 's' and kind ~= 'h' then
+      add(batch, 'reserved', micro)
+      add(fleet, 'reserved', micro)
+      redis.call('HSET', holds, step, 'h' .. string.format('%d', micro))
+      redis.call('SADD', pending, step)
+    elseif what == 'u' and kind == 'h' then
+      add(batch, 'reserved', -held)
+      add(fleet, 'reserved', -held)
+      redis.call('HSET', holds, step, 'r')
+      redis.call('SREM', pending, step)
+    end
+  end
+  if key ~= '' then
+    local kind, held = hold_state()
+    if kind == 'h' then
+      row_held = held
+      add(batch, 'reserved', -held)
+      add(fleet, 'reserved', -held)
+      redis.call('HSET', holds, key, 's' .. string.format('%d', charged))
+    end
+  end
+  local overrun = math.max(0, charged - credited - row_held)
+  add(batch, 'overrun', overrun)
+  add(fleet, 'overrun', overrun)
+  if redis.call('SCARD', pending) > 0 then
+    redis.call('SADD', fleet_pending, batch)
+  else
+    redis.call('SREM', fleet_pending, batch)
+  end
+  return 1, '', overrun
+end
+
 local function forget()
   local raw = redis.call('HVALS', holds)
   for _, value in ipairs(raw) do
     if string.sub(value, 1, 1) == 'h' then add(fleet, 'reserved', -tonumber(string.sub(value, 2))) end
   end
-  redis.call('DEL', batch, holds)
+  redis.call('DEL', batch, holds, pending)
+  redis.call('SREM', fleet_pending, batch)
   return 1, ''
 end
 
@@ -129,6 +192,8 @@ if op == 'reserve' then
   code, reason = reserve()
 elseif op == 'settle' then
   code, reason, overrun = settle()
+elseif op == 'steps' then
+  code, reason, overrun = steps()
 elseif op == 'release' then
   code, reason = release()
 elseif op == 'forget' then

@@ -23,11 +23,11 @@ from pipelines.batches.cancel import cancel_batch
 from pipelines.batches.failures import retry_failed
 from pipelines.batches.feeder import Feeder
 from pipelines.batches.ledger_reads import row_step_keys
-from pipelines.batches.settle import paid_since
+from pipelines.batches.settle import charges
 from pipelines.batches.state import BatchInfo, BatchState
 from pipelines.batches.submit import submit_batch
 from pipelines.specs.loader import get_pipeline
-from pipelines.spend.guard import SpendGuard
+from pipelines.spend.guard import Paid, SpendGuard
 from pipelines.spend.prices import PriceTable
 from workers.ledger import Ledger, step_key
 from workers.ratelimit import Limiter, LimiterDefaults, MemoryBackend
@@ -239,20 +239,22 @@ def test_retry_failed_forgets_only_the_failed_steps(
     assert feeder.feed_once() == 1 and feeder.started == [("a", 1)]
 
 
-def test_spend_settles_what_succeeded_since_the_admission(redis_client: redis.Redis) -> None:
+def test_spend_charges_follow_the_ledger(redis_client: redis.Redis) -> None:
     prices = PriceTable.load()
     plan = [("generate", "generate"), ("extend", "extend"), ("stems", "stems")]
     ledger = Ledger(redis_client)
-    since = time.time() - 1
-    for step in ("generate", "extend"):
+    for step in ("generate", "extend", "stems"):
         ledger.reserve(step_key("z", 1, step), fingerprint=step, owner="t")
     ledger.mark_done(step_key("z", 1, "generate"), result={})
     ledger.mark_failed(step_key("z", 1, "extend"), code="x", message="y")
     from pipelines.batches.ledger_reads import ledger_entries
 
     entries = ledger_entries(redis_client, row_step_keys("z", 1, plan))
-    assert paid_since(entries, plan, since, prices) == prices.call_cost("generate")
-    assert paid_since(entries, plan, time.time() + 60, prices) == 0
+    assert [(c.key, c.paid) for c in charges(1, plan, entries, prices)] == [
+        ("row-1/step-generate", Paid.YES),
+        ("row-1/step-extend", Paid.NO),
+        ("row-1/step-stems", Paid.PENDING),  # reserved: the POST may be under way
+    ]
 
 
 def test_rows_that_stopped_moving_are_admitted_again(

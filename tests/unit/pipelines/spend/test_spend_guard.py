@@ -17,7 +17,7 @@ import redis
 from structlog.testing import capture_logs
 
 from pipelines.constants import SPEND_GLOBAL_KEY
-from pipelines.spend.guard import SpendDecision, SpendGuard
+from pipelines.spend.guard import Paid, SpendDecision, SpendGuard, StepCharge
 from pipelines.spend.prices import from_micro, to_micro
 
 ClientFactory = Callable[..., redis.Redis]
@@ -311,3 +311,40 @@ def check_totals(guard: SpendGuard, settled: dict[str, int]) -> None:
     assert not guard.reserve(
         batch, "over", 0.000001, batch_cap=CAPS[batch], global_cap=GLOBAL_CAP
     ).granted
+
+
+def test_settle_steps_counts_each_paid_step_once_and_holds_what_is_in_flight(
+    guard: SpendGuard,
+) -> None:
+    """Issue 9 item 8: a step is counted once whichever admission of its row ends."""
+    gen, ext = "row-1/step-generate", "row-1/step-extend"
+    reserve(guard, "row-1/attempt-1", 0.13)
+    # The first admission ends (abandoned) with generate paid and extend at the provider.
+    guard.settle_steps(
+        "b1",
+        "row-1/attempt-1",
+        [StepCharge(gen, Paid.YES, 0.08), StepCharge(ext, Paid.PENDING, 0.05)],
+    )
+    assert (guard.status("b1").spent, guard.status("b1").reserved) == (0.08, 0.05)
+    assert guard.pending("b1") == [ext] and guard.pending_batches() == ["b1"]
+    # A second admission of the row sees both paid: generate is not counted again, and
+    # extend is counted at the price it was held at.
+    reserve(guard, "row-1/attempt-2", 0.13)
+    guard.settle_steps(
+        "b1", "row-1/attempt-2", [StepCharge(gen, Paid.YES, 0.08), StepCharge(ext, Paid.YES, 0.0)]
+    )
+    final = guard.status("b1")
+    assert (final.spent, final.reserved, final.overrun) == (0.13, 0.0, 0.0)
+    assert guard.pending("b1") == [] and guard.pending_batches() == []
+    assert guard.global_status().spent == 0.13
+
+
+def test_a_held_step_that_fails_is_released(guard: SpendGuard) -> None:
+    reserve(guard, "row-2/attempt-1", 0.08)
+    guard.settle_steps("b1", "row-2/attempt-1", [StepCharge("s", Paid.PENDING, 0.08)])
+    guard.settle_steps("b1", "", [StepCharge("s", Paid.NO, 0.08)])
+    status = guard.status("b1")
+    assert (status.spent, status.reserved) == (0.0, 0.0)
+    assert guard.pending_batches() == []
+    guard.forget("b1")
+    assert guard.global_status().reserved == 0.0
