@@ -33,7 +33,7 @@ _AT_PROVIDER = (State.RESERVED, State.SUBMITTED)
 def _paid(entry: LedgerEntry | None) -> Paid:
     if entry is None:
         return Paid.NO
-    if entry.state is State.DONE:
+    if entry.paid:  # done, or failed collecting a result the provider finished (paid)
         return Paid.YES
     return Paid.PENDING if entry.state in _AT_PROVIDER else Paid.NO
 

@@ -25,6 +25,7 @@ import pipelines.batches.tasks
 from pipelines.batches.state import BatchState
 from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
+from pipelines.spend.prices import PriceTable
 from tests.integration.fleet import TOKEN, Fleet, fleet
 from workers.constants import INFLIGHT_PREFIX
 from workers.ledger import State
@@ -111,7 +112,9 @@ def test_five_lost_songs_do_not_stop_the_sixth_and_retry_collects_without_paying
         entry = f.services.ledger.get(f"lost/{row}/generate")
         assert entry is not None and entry.state is State.FAILED
         assert entry.error_code == "artifact_refused" and "HTTP 404" in (entry.error_message or "")
-    assert ended["spend"]["spent"] > 0
+    # The five lost songs were paid: spend counts all six steps, once.
+    price = PriceTable.load(None).call_cost("generate")
+    assert ended["spend"]["spent"] == pytest.approx(6 * price)
 
     cli("results", "lost", "--out", str(tmp_path / "out"))
     errors = (tmp_path / "out" / "errors.csv").read_text().splitlines()
@@ -120,8 +123,9 @@ def test_five_lost_songs_do_not_stop_the_sixth_and_retry_collects_without_paying
     # The CDN is back: retry-failed collects the five paid songs, it does not pay again.
     f.emulator.configure(faults={"rules": []})
     assert "5 failed row(s) queued again" in cli("retry-failed", "lost")
-    wait_for("lost", done=6, failed=0)
+    recollected = wait_for("lost", done=6, failed=0)
     assert f.counters["submissions_total"] == 6
+    assert recollected["spend"]["spent"] == pytest.approx(6 * price)  # not counted again
     assert json.loads(cli("limits", "show", "--json"))["in_flight"] == 0
     assert claimed_continuations(f) == []
     for row in range(1, 7):

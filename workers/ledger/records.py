@@ -53,6 +53,13 @@ class LedgerEntry:
     finished_at: float | None = None
     takeovers: int = 0
     previous_owner: str | None = None
+    recollect: bool = False
+    """Failed while collecting a result the provider finished: the step was paid."""
+
+    @property
+    def paid(self) -> bool:
+        """Whether the provider charged for this step: done, or failed after it finished."""
+        return self.state is State.DONE or (self.state is State.FAILED and self.recollect)
 
     @property
     def needs_adoption(self) -> bool:
@@ -86,6 +93,7 @@ class LedgerEntry:
             finished_at=_opt_float(f.get("finished_at")),
             takeovers=int(f.get("takeovers", 0)),
             previous_owner=f.get("previous_owner"),
+            recollect=f.get("recollect") == "1",
         )
 
 
