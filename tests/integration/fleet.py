@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import uvicorn
 from celery.contrib.testing.worker import start_worker
@@ -204,6 +205,40 @@ def fleet(
             set_services(None)
             svc.close()
             client.close()
+
+
+@contextmanager
+def cli_fleet(redis_url: str, storage_dir: Path, **overrides: Any) -> Iterator[Fleet]:
+    """A :func:`fleet`, a feeder thread, and the CLI's environment pointing at them.
+
+    For tests that drive ``producer-batch`` commands (typer's runner, in this process)
+    against real workers: REDIS_URL and the storage URL are set for the CLI's own
+    settings, the token too, and the feeder admits rows as the service would.
+    """
+    import pipelines.batches.tasks
+    from pipelines.batches.state import BatchState
+    from pipelines.cli import _mount
+    from workers.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as mp, fleet(redis_url, storage_dir, **overrides) as f:
+        mp.setenv("REDIS_URL", redis_url)
+        mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage_dir}")
+        mp.setenv("PRODUCER_API_TOKEN", TOKEN)
+        get_settings.cache_clear()
+        _mount()
+        feeder = pipelines.batches.tasks.feeder_for(f.services, app)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
+        )
+        thread.start()
+        try:
+            yield f
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            BatchState(f.redis).set_window(None)
+            get_settings.cache_clear()
 
 
 @contextmanager

@@ -8,7 +8,6 @@ uses its own batch ids, and counts the emulator's submissions as deltas.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
-import pipelines.batches.tasks
 from pipelines.batches.state import BatchState
-from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
 from pipelines.spend.prices import PriceTable
-from tests.integration.fleet import Fleet, fleet
-from workers.settings import get_settings
+from tests.integration.fleet import Fleet, cli_fleet
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts.csv"
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"
@@ -35,25 +30,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def batch_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """A fleet, a feeder thread, and the CLI's environment pointing at them."""
-    storage = tmp_path_factory.mktemp("artifacts")
-    with pytest.MonkeyPatch.context() as mp, fleet(redis_server_url, storage) as f:
-        mp.setenv("REDIS_URL", redis_server_url)
-        mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage}")
-        get_settings.cache_clear()
-        _mount()
-        feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
-        )
-        thread.start()
-        try:
-            yield f
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-            BatchState(f.redis).set_window(None)
-            get_settings.cache_clear()
+    with cli_fleet(redis_server_url, tmp_path_factory.mktemp("artifacts")) as f:
+        yield f
 
 
 def cli(*args: str, code: int = 0) -> str:

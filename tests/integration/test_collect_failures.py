@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
-import pipelines.batches.tasks
-from pipelines.batches.state import BatchState
-from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
 from pipelines.spend.prices import PriceTable
-from tests.integration.fleet import TOKEN, Fleet, fleet
+from tests.integration.fleet import Fleet, cli_fleet
 from workers.constants import INFLIGHT_PREFIX
 from workers.ledger import State
-from workers.settings import get_settings
 
 HEADER = "prompt,title,model,instrumental,seed\n"
 TIMEOUT_S = 30.0
@@ -40,29 +34,8 @@ runner = CliRunner()
 @pytest.fixture
 def capped_fleet(redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
     """A fleet with the default in-flight cap (5), a feeder thread and the CLI's env."""
-    storage = tmp_path / "artifacts"
-    with (
-        pytest.MonkeyPatch.context() as mp,
-        fleet(redis_url, storage, max_in_flight=5) as f,
-    ):
-        mp.setenv("REDIS_URL", redis_url)
-        mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage}")
-        mp.setenv("PRODUCER_API_TOKEN", TOKEN)
-        get_settings.cache_clear()
-        _mount()
-        feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
-        )
-        thread.start()
-        try:
-            yield f
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-            BatchState(f.redis).set_window(None)
-            get_settings.cache_clear()
+    with cli_fleet(redis_url, tmp_path / "artifacts", max_in_flight=5) as f:
+        yield f
 
 
 def cli(*args: str, code: int = 0) -> str:

@@ -11,7 +11,6 @@ every step has landed, with real workers, the poller, the feeder and the CLI.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pipelines.app  # the one app: registers row_done / row_failed before the worker starts
-import pipelines.batches.tasks
 from pipelines.batches.ledger_reads import ledger_entries, row_step_keys
 from pipelines.batches.state import BatchInfo, BatchState
-from pipelines.cli import _mount
 from pipelines.cli import app as cli_app
 from pipelines.spend.prices import PriceTable
-from tests.integration.fleet import Fleet, fast_emulator_config, fleet
+from tests.integration.fleet import Fleet, cli_fleet, fast_emulator_config
 from workers.ledger import State
-from workers.settings import get_settings
 
 HEADER = "prompt,title,model,instrumental,seed,weirdness,extend_prompt\n"
 PIPELINE = "generate-extend-stems"
@@ -40,28 +35,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def spend_fleet(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """A fleet whose songs take ~1-2 s (so steps are at the provider when we interrupt)."""
-    storage = tmp_path_factory.mktemp("artifacts")
     slow = fast_emulator_config(time_scale=0.05)
-    with (
-        pytest.MonkeyPatch.context() as mp,
-        fleet(redis_server_url, storage, emulator=slow) as f,
-    ):
-        mp.setenv("REDIS_URL", redis_server_url)
-        mp.setenv("PRODUCER_STORAGE_URL", f"file://{storage}")
-        get_settings.cache_clear()
-        _mount()
-        feeder = pipelines.batches.tasks.feeder_for(f.services, pipelines.app.app)
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=feeder.run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
-        )
-        thread.start()
-        try:
-            yield f
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-            get_settings.cache_clear()
+    with cli_fleet(redis_server_url, tmp_path_factory.mktemp("artifacts"), emulator=slow) as f:
+        yield f
 
 
 def cli(*args: str) -> str:
