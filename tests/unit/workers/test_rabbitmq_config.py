@@ -42,3 +42,9 @@ def test_redis_brokers_keep_their_own_options() -> None:
     assert "task_queues" not in config
     assert config["broker_transport_options"]["visibility_timeout"] == 1800
     assert config["broker_transport"] == "workers.broker:Transport"
+
+
+def test_a_redis_broker_may_name_its_queue_too() -> None:
+    config = celery_config(Settings(redis_url=REDIS, broker_queue="fleet-a"))
+    assert config["task_default_queue"] == "fleet-a"
+    assert "task_queues" not in config
