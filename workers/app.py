@@ -49,6 +49,9 @@ every visibility / 5 s                             workers only every 10 x 10 s 
                                                    any other app (Celery's fallback default
                                                    app publishes to amqp://localhost) is
                                                    refused by :class:`ProducerTask`
+RabbitMQ (``amqp://`` broker URL)                  quorum queue, publisher confirms, native
+                                                   delayed delivery; no Redis transport or
+                                                   visibility options (:mod:`workers.rabbitmq`)
 ``producer_api_configured``                        whether the settings hold an API token (the
                                                    token itself stays out of the config); a
                                                    worker without one refuses to start
@@ -63,6 +66,7 @@ handlers are connected by :func:`create_app`, once per process.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -78,6 +82,7 @@ from workers.logging import (
     configure_logging,
     register_secret,
 )
+from workers.rabbitmq import is_amqp, rabbitmq_config
 from workers.settings import Settings
 from workers.storage.staging import StagingSweeper
 
@@ -127,7 +132,7 @@ _logging_options: dict[str, Any] = {"json": None, "level": "INFO"}
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Return the Celery configuration for ``settings`` (see the module docstring)."""
     broker_url = settings.broker_url or settings.redis_url
-    return {
+    config = {
         "broker_url": broker_url,
         "broker_transport": transport_for(broker_url),
         "result_backend": settings.redis_url,
@@ -148,6 +153,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         APP_MARKER: True,
         API_CONFIGURED_KEY: settings.api_token is not None,
     }
+    if is_amqp(broker_url):
+        # The Redis transport options (visibility timeout, restore sweeps) do not apply.
+        config.update(rabbitmq_config(settings.broker_queue))
+    elif settings.broker_queue:
+        config["task_default_queue"] = settings.broker_queue
+    return config
 
 
 def time_limit_s(visibility_timeout_s: int) -> float:
@@ -208,6 +219,12 @@ class ProducerTask(Task):  # type: ignore[misc]  # Celery is untyped: Task is An
                 f"task {self.name} is not bound to the Producer Celery app: import "
                 "pipelines.app (the one Celery app) before using producer tasks"
             )
+        countdown = kwargs.get("countdown")
+        if countdown and countdown > 0 and is_amqp(self.app.conf.broker_url):
+            # Native delayed delivery (quorum queues) counts whole seconds and refuses a
+            # countdown under one (kombu raises "countdown must be a positive number" for
+            # int(0.4) == 0): round up, never earlier than asked.
+            kwargs["countdown"] = math.ceil(countdown)
         return super().apply_async(*args, **kwargs)
 
 

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Optional separate Celery broker (e.g. amqp:// RabbitMQ)."
     )
+    broker_queue: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description=(
+            "Celery task queue name; unset: 'producer' on RabbitMQ (a quorum queue with a "
+            "topic exchange of the same name), Celery's 'celery' list on Redis."
+        ),
+    )
     storage_url: str = Field(
         default="file://./producer-results",
         description="Where artifacts go: file://DIR, s3://BUCKET/PREFIX or memory://.",

@@ -16,6 +16,11 @@ trace. The test acts as a careful caller does (the batch feeder must too): a row
 made no progress and whose message is nowhere in the broker is published again under
 the same task id, which the ledger makes safe. Lost ``collect`` messages need no
 caller: the poller puts back continuations whose collect never finished.
+
+The same run is made with RabbitMQ as the broker (``PRODUCER_BROKER_URL``, a quorum
+queue of the test's own, deleted afterwards; Redis still holds results, ledger and
+continuations). RabbitMQ puts back every delivery of a killed worker's connection, so
+there the fallback is switched off: every row must finish without any re-publish.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 from celery.result import AsyncResult
 
-from pipelines.app import app
+from pipelines.app import app, build_app
 from producer_emulator import EmulatorServer, FaultConfig
+from tests.e2e.rabbitmq import RabbitMQ, rabbitmq
 from tests.integration.fleet import TOKEN, check_artifacts, fast_emulator_config
 from workers.completion.wiring import poller_for
 from workers.ledger import LedgerEntry, State
@@ -63,15 +70,24 @@ SETTLE_S = 2.0
 """After the last ledger entry is done: time for the last results to be written."""
 STALL_S = 2 * VISIBILITY_S
 """No row finished for this long: look for messages the broker lost."""
+__all__ = ["rabbitmq"]  # the fixture, imported to be used here
+
 QUEUE = "celery"
 # kombu's Redis transport keeps unacked messages here and priorities in sub-lists.
 UNACKED_KEY = "unacked"
 PRIORITY_QUEUES = tuple(f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9))
 
 
-def worker_settings(redis_url: str, emulator_url: str, storage: Path) -> dict[str, str]:
+def worker_settings(
+    redis_url: str, emulator_url: str, storage: Path, broker: RabbitMQ | None = None
+) -> dict[str, str]:
     """The environment of a worker process (settings come from the environment)."""
-    return {
+    on_rabbitmq = (
+        {"PRODUCER_BROKER_URL": broker.url, "PRODUCER_BROKER_QUEUE": broker.queue}
+        if broker is not None
+        else {}
+    )
+    return on_rabbitmq | {
         "REDIS_URL": redis_url,
         "PRODUCER_API_TOKEN": TOKEN,
         "PRODUCER_BASE_URL": emulator_url,
@@ -168,11 +184,14 @@ def workers(env: dict[str, str], logs: Path) -> Iterator[list[WorkerProcess]]:
 
 
 @contextmanager
-def poller_thread(svc: Services) -> Iterator[None]:
-    """The central poller, in this process."""
+def poller_thread(svc: Services, celery_app: Celery) -> Iterator[None]:
+    """The central poller, in this process, publishing through ``celery_app``."""
     stop = threading.Event()
     thread = threading.Thread(
-        target=poller_for(svc, app).run, args=(stop,), kwargs={"idle_sleep_s": 0.05}, daemon=True
+        target=poller_for(svc, celery_app).run,
+        args=(stop,),
+        kwargs={"idle_sleep_s": 0.05},
+        daemon=True,
     )
     thread.start()
     try:
@@ -279,6 +298,8 @@ class Progress:
 
     run: Run
     svc: Services
+    republish: bool = True
+    """Whether lost rows are looked for and published again (Redis only)."""
     last_count: int = -1
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -289,7 +310,7 @@ class Progress:
             return True
         if count != self.last_count:
             self.last_count, self.last_progress = count, time.monotonic()
-        elif time.monotonic() - self.last_progress > STALL_S:
+        elif self.republish and time.monotonic() - self.last_progress > STALL_S:
             republish_lost(self.run, self.svc, self.svc.redis)
             self.last_progress = time.monotonic()
         return False
@@ -318,11 +339,28 @@ def settle(progress: Progress, start: float) -> None:
         time.sleep(0.5)
 
 
+@contextmanager
+def publishing_app(settings: Settings) -> Iterator[Celery]:
+    """This process publishes (steps, collects) and reads results through an app for
+    ``settings``, fresh for the run: the broker differs from run to run."""
+    celery_app = build_app(settings)
+    celery_app.set_current()
+    celery_app.set_default()
+    try:
+        yield celery_app
+    finally:
+        app.set_current()
+        app.set_default()
+        celery_app.close()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(280)
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_every_generation_is_done_exactly_once_under_sigkill(
-    redis_url: str, tmp_path: Path
+    broker: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    mq: RabbitMQ | None = request.getfixturevalue("rabbitmq") if broker == "rabbitmq" else None
     storage, logs = tmp_path / "artifacts", tmp_path / "logs"
     storage.mkdir()
     logs.mkdir()
@@ -338,51 +376,52 @@ def test_every_generation_is_done_exactly_once_under_sigkill(
     )
     run = Run()
     with EmulatorServer(emulator) as emu:
-        settings = worker_settings(redis_url, emu.url, storage)
+        settings = worker_settings(redis_url, emu.url, storage, mq)
         env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
-        svc = build_services(
-            Settings(
-                api_token=TOKEN,
-                base_url=emu.url,
-                redis_url=redis_url,
-                storage_url=f"file://{storage}",
-                poll_rate_per_s=20.0,
-                poll_batch_size=100,
-                poll_first_after_s=0.5,
-                poll_max_interval_s=1.0,
-                task_deadline_s=300.0,
-                # As the workers': the poller puts back lost collects after 2 x this.
-                visibility_timeout_s=VISIBILITY_S,
-            )
+        here = Settings(
+            api_token=TOKEN,
+            base_url=emu.url,
+            redis_url=redis_url,
+            broker_url=mq.url if mq else None,
+            broker_queue=mq.queue if mq else None,
+            storage_url=f"file://{storage}",
+            poll_rate_per_s=20.0,
+            poll_batch_size=100,
+            poll_first_after_s=0.5,
+            poll_max_interval_s=1.0,
+            task_deadline_s=300.0,
+            # As the workers': the poller puts back lost collects after 2 x this.
+            visibility_timeout_s=VISIBILITY_S,
         )
-        app.conf.update(
-            broker_url=redis_url,
-            result_backend=redis_url,
-            broker_transport_options={"visibility_timeout": VISIBILITY_S},
-        )
+        svc = build_services(here)
         try:
-            with workers(env, logs) as procs, poller_thread(svc):
-                pongs = wait_for_pongs(env, expected=WORKERS)
-                start = time.monotonic()
-                submit_all(run)
-                run.submitted_s = time.monotonic() - start
-                progress = Progress(run, svc)
-                chaos(procs, progress, start)
-                settle(progress, start)
-                run.elapsed_s = time.monotonic() - start
-            counters = emu.counters()
-            report(run, svc, counters)
-            check_exactly_once(run, svc, counters, storage, logs)
+            with publishing_app(here) as celery_app:
+                with workers(env, logs) as procs, poller_thread(svc, celery_app):
+                    pongs = wait_for_pongs(env, expected=WORKERS)
+                    start = time.monotonic()
+                    submit_all(run)
+                    run.submitted_s = time.monotonic() - start
+                    progress = Progress(run, svc, republish=mq is None)
+                    chaos(procs, progress, start)
+                    settle(progress, start)
+                    run.elapsed_s = time.monotonic() - start
+                counters = emu.counters()
+                report(broker, run, svc, counters)
+                check_exactly_once(run, svc, counters, storage, logs)
+            if mq is not None:
+                # No fallback ran, yet every row finished: RabbitMQ lost no step message.
+                assert run.republished == 0
+                assert mq.is_quorum_queue()
         finally:
             svc.close()
     assert "pong" in pongs
 
 
-def report(run: Run, svc: Services, counters: dict[str, Any]) -> None:
+def report(broker: str, run: Run, svc: Services, counters: dict[str, Any]) -> None:
     """Print the figures of the run (``pytest -s`` shows them)."""
     entries = list(svc.ledger.scan(f"{BATCH}/"))
     print(
-        f"\nchaos: {GENERATIONS} generations, {run.kills} SIGKILLs, "
+        f"\nchaos on {broker}: {GENERATIONS} generations, {run.kills} SIGKILLs, "
         f"{run.republished} lost messages published again, all done after "
         f"{run.all_done_s and round(run.all_done_s, 1)} s (published in "
         f"{run.submitted_s:.1f} s, run {run.elapsed_s:.1f} s); emulator: "
