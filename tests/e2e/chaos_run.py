@@ -35,7 +35,7 @@ from tests.e2e.fleet_procs import (
     service_commands,
     write_csv,
 )
-from tests.e2e.invariants import FleetReport, check_fleet
+from tests.e2e.invariants import FleetReport, check_fleet, settled_counters
 
 SCHEDULE = "chaos-tick"
 
@@ -53,6 +53,8 @@ class ChaosPlan:
     """Process names SIGKILLed (and restarted) in turn, ``kill_rounds`` times."""
     kill_rounds: int = 1
     kill_every_s: float = 1.5
+    stop_kills_when_done: bool = False
+    """Stop killing once every batch ended (the soak: kills span the run, not beyond)."""
     callbacks: bool = False
     beat_every_s: int | None = None
     """A schedule firing every this many seconds (a 1-row batch each) while kills run."""
@@ -115,7 +117,7 @@ def run_chaos(plan: ChaosPlan, workdir: Path, *, check: bool = True) -> ChaosRes
         stack.callback(server.stop, signal.SIGKILL)
         emu = stack.enter_context(EmulatorServer(plan.emulator))
         port = free_port() if plan.callbacks else None
-        env = fleet_env(server.url, emu.url, storage, receiver_port=port, **plan.settings)
+        env = fleet_env(server.url, emu.url, storage, receiver_port=port, settings=plan.settings)
         beat_dir = workdir if plan.beat_every_s is not None else None
         if plan.beat_every_s is not None:
             _add_schedule(env, workdir, plan.beat_every_s)
@@ -127,12 +129,12 @@ def run_chaos(plan: ChaosPlan, workdir: Path, *, check: bool = True) -> ChaosRes
         result.batch_id = cli(env, "submit", str(csv), "--pipeline", plan.pipeline)["batch_id"]
         result.submitted_s = time.monotonic() - start
         with _sampling(fleet):
-            _kill_in_turn(plan, fleet, result, start)
+            _kill_in_turn(plan, fleet, result, start, server.url)
             if plan.beat_every_s is not None:
                 _run_cli(env, "schedules", "remove", SCHEDULE)
             result.finished_s = _wait_finished(server.url, plan.finish_budget_s, start)
             fleet.assert_alive("at the end")
-            counters = _settled_counters(emu, server.url, storage, plan.settle_budget_s)
+            counters = settled_counters(emu.counters, server.url, storage, plan.settle_budget_s)
         result.counters = counters
         result.kills = {name: proc.kills for name, proc in fleet.procs.items()}
         result.peak_rss_mib = {
@@ -204,47 +206,36 @@ def _sampling(fleet: ProcFleet) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def _kill_in_turn(plan: ChaosPlan, fleet: ProcFleet, result: ChaosResult, start: float) -> None:
+def _kill_in_turn(
+    plan: ChaosPlan, fleet: ProcFleet, result: ChaosResult, start: float, redis_url: str
+) -> None:
+    """Kill and restart the named processes in turn; stop early once every batch ended."""
     for _ in range(plan.kill_rounds):
         for name in plan.kill_order:
             time.sleep(plan.kill_every_s)
+            if plan.stop_kills_when_done and _all_finished(redis_url):
+                return
             fleet.assert_alive(f"before killing {name}")
             fleet.procs[name].restart()
             result.last_kill_s = time.monotonic() - start
 
 
+def _all_finished(redis_url: str) -> bool:
+    with redis.Redis.from_url(redis_url) as client:
+        state = BatchState(client)
+        ids = state.batch_ids(limit=10_000)
+        records = [state.record(b) or {} for b in ids]
+    return bool(ids) and all(r.get("status") in ("finished", "cancelled") for r in records)
+
+
 def _wait_finished(redis_url: str, budget_s: float, start: float) -> float | None:
-    """Seconds from ``start`` until no batch has a pending or running row (None: budget)."""
-    client = redis.Redis.from_url(redis_url)
-    state = BatchState(client)
+    """Seconds from ``start`` until every batch has ended (None: not within the budget)."""
     deadline = time.monotonic() + budget_s
-    try:
-        while time.monotonic() < deadline:
-            ids = state.batch_ids(limit=10_000)
-            records = [state.record(b) or {} for b in ids]
-            if ids and all(r.get("status") in ("finished", "cancelled") for r in records):
-                return time.monotonic() - start
-            time.sleep(0.5)
-        return None
-    finally:
-        client.close()
-
-
-def _settled_counters(
-    emu: EmulatorServer, redis_url: str, storage: Path, budget_s: float
-) -> dict[str, Any]:
-    """The emulator's counters once the invariants hold (or the budget is spent).
-
-    A batch ends when its last row is recorded; the last collect's bookkeeping
-    (continuation finished, slot released) may trail it by a moment.
-    """
-    deadline = time.monotonic() + budget_s
-    while True:
-        counters = emu.counters()
-        report = check_fleet(redis_url, storage, counters, raise_on_violation=False)
-        if not report.violations or time.monotonic() > deadline:
-            return counters
-        time.sleep(1.0)
+    while time.monotonic() < deadline:
+        if _all_finished(redis_url):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    return None
 
 
 def _not_terminal(redis_url: str, batches: list[str]) -> dict[str, int]:

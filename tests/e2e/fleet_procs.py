@@ -91,7 +91,7 @@ def fleet_env(
     storage: Path,
     *,
     receiver_port: int | None = None,
-    **settings: str,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of every fleet process; ``settings`` are extra ``PRODUCER_*`` values.
 
@@ -115,7 +115,7 @@ def fleet_env(
     if receiver_port is not None:
         env["PRODUCER_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{receiver_port}"
         env["PRODUCER_CALLBACK_SECRET"] = CALLBACK_SECRET
-    env.update({f"PRODUCER_{k.upper()}": v for k, v in settings.items()})
+    env.update({f"PRODUCER_{k.upper()}": v for k, v in (settings or {}).items()})
     return env
 
 

@@ -20,6 +20,7 @@ and collects every violation before failing, so one failure message lists them a
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -99,6 +100,23 @@ def check_fleet(
         listed = "\n".join(f"  - {v}" for v in report.violations)
         raise AssertionError(f"{len(report.violations)} invariant violations:\n{listed}")
     return report
+
+
+def settled_counters(
+    counters_of: Callable[[], dict[str, Any]], redis_url: str, storage: Path, budget_s: float
+) -> dict[str, Any]:
+    """The emulator's counters once the invariants hold (or ``budget_s`` is spent).
+
+    A batch ends when its last row is recorded; the last collect's bookkeeping
+    (continuation finished, slot released) may trail it by a moment.
+    """
+    deadline = time.monotonic() + budget_s
+    while True:
+        counters = counters_of()
+        report = check_fleet(redis_url, storage, counters, raise_on_violation=False)
+        if not report.violations or time.monotonic() > deadline:
+            return counters
+        time.sleep(1.0)
 
 
 def _ledger_entries(redis_url: str, storage: Path, prefixes: list[str]) -> list[LedgerEntry]:
