@@ -46,6 +46,7 @@ from celery.result import AsyncResult
 
 from pipelines.app import app, build_app
 from producer_emulator import EmulatorServer, FaultConfig
+from tests.e2e.invariants import check_fleet
 from tests.e2e.rabbitmq import RabbitMQ, rabbitmq
 from tests.integration.fleet import TOKEN, check_artifacts, fast_emulator_config
 from workers.completion.wiring import poller_for
@@ -54,6 +55,8 @@ from workers.runtime import Services, build_services
 from workers.settings import Settings
 from workers.storage.urlguard import allow_entry_for
 from workers.tasks.audios import generate
+
+pytestmark = pytest.mark.chaos
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATIONS = 200
@@ -460,6 +463,10 @@ def check_exactly_once(
     assert stored == recorded  # every artifact once, nothing else
     states = {AsyncResult(task_id).state for task_id in run.task_ids}
     assert states == {"SUCCESS"}
+    # The standing chaos suite's invariants (ad-hoc steps: no batch rows or spend).
+    check_fleet(
+        svc.settings.redis_url or "", storage, counters, batch_ids=[], ledger_prefixes=[BATCH]
+    )
 
 
 def _diagnose(stuck: list[LedgerEntry], run: Run, svc: Services, logs: Path) -> str:

@@ -19,16 +19,9 @@ import pytest
 
 from producer_emulator import EmulatorServer
 from tests.e2e.rabbitmq import RabbitMQ, rabbitmq
-from tests.e2e.test_chaos_redis_restart import (
-    PIPELINE,
-    assert_alive,
-    cli,
-    fleet_env,
-    processes,
-    wait_finished,
-)
+from tests.e2e.fleet_procs import ProcFleet, cli, fleet_env, service_commands
+from tests.e2e.test_chaos_redis_restart import PIPELINE, wait_finished
 from tests.integration.fleet import fast_emulator_config
-from workers.storage.urlguard import allow_entry_for
 
 __all__ = ["rabbitmq"]  # the fixture, imported to be used here
 
@@ -46,26 +39,26 @@ def test_chains_finish_on_rabbitmq_with_countdown_waits(
     emulator = fast_emulator_config(generation_s=20.0, generation_jitter_s=10.0, time_scale=0.05)
     with ExitStack() as stack:
         emu = stack.enter_context(EmulatorServer(emulator))
-        env = fleet_env(redis_url, emu.url, storage)
-        env.update(
-            {
-                "PRODUCER_BROKER_URL": rabbitmq.url,
-                "PRODUCER_BROKER_QUEUE": rabbitmq.queue,
-                # The emulator serves its songs from loopback: downloads may reach it.
-                "PRODUCER_DOWNLOAD_ALLOW_HOSTS": allow_entry_for(emu.url),
+        env = fleet_env(
+            redis_url,
+            emu.url,
+            storage,
+            settings={
+                "BROKER_URL": rabbitmq.url,
+                "BROKER_QUEUE": rabbitmq.queue,
                 # 2/s for 24 submissions: most steps wait for a token, re-queued with a
                 # countdown (the step_waiting lines below).
-                "PRODUCER_SUBMIT_RATE_PER_S": "2",
-                "PRODUCER_SUBMIT_BURST": "2",
-                "PRODUCER_LOG_LEVEL": "INFO",
-            }
+                "SUBMIT_RATE_PER_S": "2",
+                "SUBMIT_BURST": "2",
+                "LOG_LEVEL": "INFO",
+            },
         )
-        procs = stack.enter_context(processes(env, logs))
+        fleet = stack.enter_context(ProcFleet(env, logs, service_commands()))
         csv = tmp_path / "rows.csv"
         csv.write_text("prompt,seed\n" + "".join(f"song {i},{i}\n" for i in range(ROWS)))
         batch_id = cli(env, "submit", str(csv), "--pipeline", PIPELINE)["batch_id"]
         status = wait_finished(env, batch_id)
-        assert_alive(procs, logs, "at the end")
+        fleet.assert_alive("at the end")
         counters = emu.counters(fingerprints=False)
     assert status["counts"]["done"] == ROWS, status["counts"]
     assert counters["submissions_duplicated"] == 0
