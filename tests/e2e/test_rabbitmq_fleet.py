@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from producer_emulator import EmulatorServer
-from tests.e2e.rabbitmq import RabbitMQ, rabbitmq
 from tests.e2e.fleet_procs import ProcFleet, cli, fleet_env, service_commands
+from tests.e2e.rabbitmq import RabbitMQ, rabbitmq
 from tests.e2e.test_chaos_redis_restart import PIPELINE, wait_finished
 from tests.integration.fleet import fast_emulator_config
 
