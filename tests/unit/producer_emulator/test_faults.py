@@ -268,7 +268,11 @@ def test_callback_duplicate_and_delay(emu: EmulatorServer, api: httpx.Client) ->
         first, second = hook.wait_for(2)
         assert time.monotonic() - finished >= 0.2  # two deliveries, 0.1 s delay each
     assert first == second
-    counters = emu.counters()
+    # The emulator counts a delivery once its POST has returned, which can trail the
+    # receiver seeing the body: wait for the count instead of reading it once.
+    deadline = time.monotonic() + 5.0
+    while (counters := emu.counters())["callbacks_sent"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert (counters["callbacks_duplicated"], counters["callbacks_sent"]) == (1, 2)
 
 
